@@ -1,0 +1,102 @@
+//! The claim rule, as count changes.
+//!
+//! Each address belongs to whoever claimed it last. A claim replaces the
+//! address's current claim: the previous owner loses the address in every
+//! window that still counted the old claim, and the claimant gains it in every
+//! window (a fresh claim counts everywhere). A repeat claim by the owner thus
+//! changes no ownership but brings the address back into windows it had left.
+//!
+//! Windows slide by *cursors*: every claim gets a sequence number, and a window
+//! has expired every claim up to its cursor. A claim counts in a window while
+//! its sequence number is above the window's cursor.
+
+use crate::aggregates::{Deltas, PlayerId};
+use crate::window::Window;
+
+/// Per window, the sequence number of the last claim it has expired.
+/// `All` never expires anything, so its cursor stays 0.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursors(pub [i64; 6]);
+
+impl Cursors {
+    pub fn counts(&self, window: Window, seq: i64) -> bool {
+        seq > self.0[window.index()]
+    }
+    pub fn get(&self, window: Window) -> i64 {
+        self.0[window.index()]
+    }
+    pub fn set(&mut self, window: Window, seq: i64) {
+        self.0[window.index()] = seq;
+    }
+}
+
+/// The current claim of an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub player: PlayerId,
+    pub seq: i64,
+}
+
+/// Records a new claim of an address in `block` that was owned by `previous`.
+pub fn claim(
+    deltas: &mut Deltas,
+    cursors: &Cursors,
+    block: u8,
+    previous: Option<Owner>,
+    claimant: PlayerId,
+) {
+    if let Some(prev) = previous {
+        for w in Window::EVERY {
+            if cursors.counts(w, prev.seq) {
+                *deltas.entry((w, block, prev.player)).or_default() -= 1;
+            }
+        }
+    }
+    for w in Window::EVERY {
+        *deltas.entry((w, block, claimant)).or_default() += 1;
+    }
+}
+
+/// Records that a still-current claim has slid out of `window`.
+pub fn expire(deltas: &mut Deltas, window: Window, block: u8, owner: PlayerId) {
+    *deltas.entry((window, block, owner)).or_default() -= 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(d: &Deltas, w: Window, p: PlayerId) -> i64 {
+        d.get(&(w, 7, p)).copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn first_claim_counts_everywhere() {
+        let mut d = Deltas::new();
+        claim(&mut d, &Cursors::default(), 7, None, 1);
+        assert!(Window::EVERY.iter().all(|w| net(&d, *w, 1) == 1));
+    }
+
+    #[test]
+    fn steal_moves_the_address_only_where_it_still_counted() {
+        let mut cursors = Cursors::default();
+        cursors.set(Window::Hour, 10); // the hour has expired claims 1..=10
+        let mut d = Deltas::new();
+        claim(&mut d, &cursors, 7, Some(Owner { player: 1, seq: 5 }), 2);
+        assert_eq!(net(&d, Window::Hour, 1), 0, "already gone from the hour");
+        assert_eq!(net(&d, Window::Day, 1), -1);
+        assert_eq!(net(&d, Window::All, 1), -1);
+        assert!(Window::EVERY.iter().all(|w| net(&d, *w, 2) == 1));
+    }
+
+    #[test]
+    fn repeat_claim_refreshes_expired_windows_only() {
+        let mut cursors = Cursors::default();
+        cursors.set(Window::Hour, 10);
+        let mut d = Deltas::new();
+        claim(&mut d, &cursors, 7, Some(Owner { player: 1, seq: 5 }), 1);
+        assert_eq!(net(&d, Window::Hour, 1), 1, "back in the hour");
+        assert_eq!(net(&d, Window::Day, 1), 0);
+        assert_eq!(net(&d, Window::All, 1), 0);
+    }
+}

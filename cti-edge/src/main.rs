@@ -1,0 +1,3 @@
+fn main() {
+    println!("cti-edge, core {}", cti_ffi::version());
+}

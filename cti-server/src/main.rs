@@ -1,0 +1,3 @@
+fn main() {
+    println!("cti-server, core {}", cti_ffi::version());
+}
