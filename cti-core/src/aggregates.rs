@@ -3,8 +3,9 @@
 //! from here; SQLite holds the same numbers durably (see `store`).
 
 use crate::window::Window;
+use rustc_hash::FxHashMap as HashMap;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// Player ids are the SQLite rowids of the `players` table.
 pub type PlayerId = u32;
@@ -159,7 +160,7 @@ impl Aggregates {
 
     /// Players holding at least one block, unsorted (names decide the final order).
     pub fn standings(&self, window: Window) -> Vec<Standing> {
-        let mut by_player: HashMap<PlayerId, Standing> = HashMap::new();
+        let mut by_player: HashMap<PlayerId, Standing> = HashMap::default();
         for block in 0..BLOCKS {
             let leader = self.tally(window, block as u8).leader();
             if let Some(p) = leader.holder {

@@ -72,7 +72,7 @@ mod tests {
 
     #[test]
     fn first_claim_counts_everywhere() {
-        let mut d = Deltas::new();
+        let mut d = Deltas::default();
         claim(&mut d, &Cursors::default(), 7, None, 1);
         assert!(Window::EVERY.iter().all(|w| net(&d, *w, 1) == 1));
     }
@@ -81,7 +81,7 @@ mod tests {
     fn steal_moves_the_address_only_where_it_still_counted() {
         let mut cursors = Cursors::default();
         cursors.set(Window::Hour, 10); // the hour has expired claims 1..=10
-        let mut d = Deltas::new();
+        let mut d = Deltas::default();
         claim(&mut d, &cursors, 7, Some(Owner { player: 1, seq: 5 }), 2);
         assert_eq!(net(&d, Window::Hour, 1), 0, "already gone from the hour");
         assert_eq!(net(&d, Window::Day, 1), -1);
@@ -93,7 +93,7 @@ mod tests {
     fn repeat_claim_refreshes_expired_windows_only() {
         let mut cursors = Cursors::default();
         cursors.set(Window::Hour, 10);
-        let mut d = Deltas::new();
+        let mut d = Deltas::default();
         claim(&mut d, &cursors, 7, Some(Owner { player: 1, seq: 5 }), 1);
         assert_eq!(net(&d, Window::Hour, 1), 1, "back in the hour");
         assert_eq!(net(&d, Window::Day, 1), 0);

@@ -35,6 +35,7 @@ pub struct Store {
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
     thread: Option<JoinHandle<()>>,
+    _checkpointer: store::Checkpointer,
 }
 
 impl Store {
@@ -47,6 +48,7 @@ impl Store {
         let db = store::Db::open(path)?;
         let loaded = db.load()?;
         let (writer, shared) = Writer::new(db, loaded, clock.clone())?;
+        let checkpointer = store::Checkpointer::start(path)?;
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("cti-writer".into())
@@ -60,6 +62,7 @@ impl Store {
             shared,
             clock,
             thread: Some(thread),
+            _checkpointer: checkpointer,
         })
     }
 

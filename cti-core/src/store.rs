@@ -19,6 +19,10 @@ use std::time::Duration;
 /// The newest schema this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// Page size of new stores. Claims land on random addresses, so each dirties
+/// its own page of `claims`; small pages keep the bytes written per claim low.
+const PAGE_SIZE: i64 = 1024;
+
 /// Events kept beyond the longest window, for the recent-claims list.
 pub const RECENT_KEEP: i64 = 500;
 
@@ -32,14 +36,17 @@ const MIGRATIONS: &[&str] = &[
      -- Every claim in order; kept while a window may still expire it.
      CREATE TABLE events (seq INTEGER PRIMARY KEY, ip INTEGER NOT NULL,
                           player INTEGER NOT NULL, claimed_at INTEGER NOT NULL);
-     -- Addresses per (window, block, player); rows at zero are deleted.
-     CREATE TABLE tallies (win INTEGER NOT NULL, block INTEGER NOT NULL,
-                           player INTEGER NOT NULL, count INTEGER NOT NULL,
-                           PRIMARY KEY (win, block, player)) WITHOUT ROWID;
-     -- Leader of each (window, block) with claims.
+     -- Addresses each player owns per block (the `all` window); no zero rows.
+     CREATE TABLE tallies (block INTEGER NOT NULL, player INTEGER NOT NULL, count INTEGER NOT NULL,
+                           PRIMARY KEY (block, player)) WITHOUT ROWID;
+     -- Per sliding window, the addresses in `tallies` whose claim has left the
+     -- window. A fresh claim counts in every window, so it changes only
+     -- `tallies`: these rows change when claims slide out or come back.
+     CREATE TABLE lapsed (win INTEGER NOT NULL, block INTEGER NOT NULL, player INTEGER NOT NULL,
+                          count INTEGER NOT NULL, PRIMARY KEY (win, block, player)) WITHOUT ROWID;
+     -- Who holds each (window, block) with claims: a player, or NULL on a tie.
      CREATE TABLE holders (win INTEGER NOT NULL, block INTEGER NOT NULL, player INTEGER,
-                           count INTEGER NOT NULL, total INTEGER NOT NULL, tied INTEGER NOT NULL,
-                           PRIMARY KEY (win, block)) WITHOUT ROWID;
+                           tied INTEGER NOT NULL, PRIMARY KEY (win, block)) WITHOUT ROWID;
      -- Per window, the last event it has expired.
      CREATE TABLE windows (win INTEGER PRIMARY KEY, expired_seq INTEGER NOT NULL);
      INSERT INTO windows VALUES (0,0),(1,0),(2,0),(3,0),(4,0),(5,0);
@@ -132,17 +139,7 @@ impl Db {
             }
             loaded.names.push(name.into());
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT win, block, player, count FROM tallies")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let w = window_of(row.get(0)?)?;
-            let block: u8 = row.get(1)?;
-            let player: PlayerId = row.get(2)?;
-            let count: i64 = row.get(3)?;
-            loaded.aggregates.tally_mut(w, block).add(player, count);
-        }
+        loaded.aggregates = self.load_tallies()?;
         let mut stmt = self.conn.prepare("SELECT win, expired_seq FROM windows")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
@@ -159,6 +156,44 @@ impl Db {
             loaded.last_at = last.at;
         }
         Ok(loaded)
+    }
+
+    /// Rebuilds every window's tallies: `all` from `tallies`, each sliding
+    /// window as `all` less what has lapsed from it.
+    fn load_tallies(&self) -> Result<Aggregates> {
+        let mut lapsed: HashMap<(usize, u8, PlayerId), u32> = HashMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT win, block, player, count FROM lapsed")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            lapsed.insert(
+                (window_of(row.get(0)?)?.index(), row.get(1)?, row.get(2)?),
+                row.get(3)?,
+            );
+        }
+        let mut aggregates = Aggregates::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT block, player, count FROM tallies")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (block, player, count): (u8, PlayerId, u32) =
+                (row.get(0)?, row.get(1)?, row.get(2)?);
+            aggregates
+                .tally_mut(Window::All, block)
+                .add(player, count as i64);
+            for w in Window::SLIDING {
+                let gone = lapsed
+                    .get(&(w.index(), block, player))
+                    .copied()
+                    .unwrap_or(0);
+                aggregates
+                    .tally_mut(w, block)
+                    .add(player, count as i64 - gone as i64);
+            }
+        }
+        Ok(aggregates)
     }
 
     fn newest_events(&self, limit: i64) -> Result<Vec<Event>> {
@@ -214,8 +249,7 @@ impl Db {
         let stored = self.stored_holders()?;
         for w in Window::EVERY {
             for b in 0..BLOCKS {
-                let expect = recount.tally(w, b as u8).leader();
-                let expect = (expect.total > 0).then_some(expect);
+                let expect = Holder::of(&recount.tally(w, b as u8).leader());
                 let got = stored.get(&(w, b as u8)).copied();
                 if got != expect {
                     return Err(Error::Inconsistent(format!(
@@ -228,26 +262,43 @@ impl Db {
         Ok(())
     }
 
-    fn stored_holders(&self) -> Result<HashMap<(Window, u8), Leader>> {
+    fn stored_holders(&self) -> Result<HashMap<(Window, u8), Holder>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT win, block, player, count, total, tied FROM holders")?;
+            .prepare("SELECT win, block, player, tied FROM holders")?;
         let mut rows = stmt.query([])?;
         let mut out = HashMap::new();
         while let Some(row) = rows.next()? {
-            let leader = Leader {
-                holder: row.get(2)?,
-                count: row.get(3)?,
-                total: row.get::<_, i64>(4)? as u64,
-                tied: row.get(5)?,
+            let holder = Holder {
+                player: row.get(2)?,
+                tied: row.get(3)?,
             };
-            out.insert((window_of(row.get(0)?)?, row.get(1)?), leader);
+            out.insert((window_of(row.get(0)?)?, row.get(1)?), holder);
         }
         Ok(out)
     }
 }
 
+/// The stored part of a leader: who holds the block, or a tie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    pub player: Option<PlayerId>,
+    pub tied: bool,
+}
+
+impl Holder {
+    /// `None` for a block without claims in the window (no row).
+    pub fn of(l: &Leader) -> Option<Holder> {
+        (l.total > 0).then_some(Holder {
+            player: l.holder,
+            tied: l.tied,
+        })
+    }
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    // Only takes effect on a new file.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -259,7 +310,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
          PRAGMA cache_size = -262144;
          PRAGMA mmap_size = 4294967296;
          PRAGMA temp_store = MEMORY;
-         PRAGMA wal_autocheckpoint = 4000;
+         PRAGMA wal_autocheckpoint = 200000;
          PRAGMA journal_size_limit = 67108864;",
     )
 }
@@ -367,38 +418,43 @@ impl Batch<'_> {
         Ok(out)
     }
 
-    pub fn put_tally(&self, w: Window, block: u8, player: PlayerId, count: u32) -> Result<()> {
+    pub fn put_tally(&self, block: u8, player: PlayerId, count: u32) -> Result<()> {
         if count == 0 {
             self.tx
-                .prepare_cached(
-                    "DELETE FROM tallies WHERE win = ?1 AND block = ?2 AND player = ?3",
-                )?
+                .prepare_cached("DELETE FROM tallies WHERE block = ?1 AND player = ?2")?
+                .execute(params![block, player])?;
+        } else {
+            self.tx
+                .prepare_cached("INSERT OR REPLACE INTO tallies VALUES (?1, ?2, ?3)")?
+                .execute(params![block, player, count])?;
+        }
+        Ok(())
+    }
+
+    pub fn put_lapsed(&self, w: Window, block: u8, player: PlayerId, count: u32) -> Result<()> {
+        if count == 0 {
+            self.tx
+                .prepare_cached("DELETE FROM lapsed WHERE win = ?1 AND block = ?2 AND player = ?3")?
                 .execute(params![w.index(), block, player])?;
         } else {
             self.tx
-                .prepare_cached("INSERT OR REPLACE INTO tallies VALUES (?1, ?2, ?3, ?4)")?
+                .prepare_cached("INSERT OR REPLACE INTO lapsed VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![w.index(), block, player, count])?;
         }
         Ok(())
     }
 
-    pub fn put_holder(&self, w: Window, block: u8, l: &Leader) -> Result<()> {
-        if l.total == 0 {
-            self.tx
+    pub fn put_holder(&self, w: Window, block: u8, holder: Option<Holder>) -> Result<()> {
+        match holder {
+            None => self
+                .tx
                 .prepare_cached("DELETE FROM holders WHERE win = ?1 AND block = ?2")?
-                .execute(params![w.index(), block])?;
-        } else {
-            self.tx
-                .prepare_cached("INSERT OR REPLACE INTO holders VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?
-                .execute(params![
-                    w.index(),
-                    block,
-                    l.holder,
-                    l.count,
-                    l.total as i64,
-                    l.tied
-                ])?;
-        }
+                .execute(params![w.index(), block])?,
+            Some(h) => self
+                .tx
+                .prepare_cached("INSERT OR REPLACE INTO holders VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![w.index(), block, h.player, h.tied])?,
+        };
         Ok(())
     }
 
@@ -421,5 +477,57 @@ impl Batch<'_> {
             .execute([prune_upto])?;
         self.tx.commit()?;
         Ok(())
+    }
+}
+
+/// Copies committed WAL frames into the database file on its own thread and
+/// connection, so that commits never wait for a checkpoint. (The writer's own
+/// auto-checkpoint stays on, at a high mark, as a backstop.)
+pub struct Checkpointer {
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    const EVERY: Duration = Duration::from_millis(100);
+
+    pub fn start(path: &Path) -> Result<Checkpointer> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_millis(50))?;
+        let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("cti-checkpoint".into())
+            .spawn(move || {
+                let (lock, wake) = &*flag;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    // A busy or failed pass is retried on the next tick.
+                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    stopped = wake
+                        .wait_timeout(stopped, Self::EVERY)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                }
+            })
+            .map_err(|e| Error::Open {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+        Ok(Checkpointer {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }

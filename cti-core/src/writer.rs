@@ -6,10 +6,11 @@
 use crate::aggregates::{Aggregates, Deltas, PlayerId};
 use crate::claim::{self, Cursors};
 use crate::error::Result;
-use crate::store::{Batch, Db, Event, Loaded, RECENT_KEEP};
+use crate::store::{Batch, Db, Event, Holder, Loaded, RECENT_KEEP};
 use crate::window::{Clock, Micros, Window};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -269,7 +270,7 @@ fn stage_and_commit(
     now: Micros,
 ) -> Result<(Deltas, Vec<Claimed>)> {
     let batch = db.begin()?;
-    let mut deltas = Deltas::new();
+    let mut deltas = Deltas::default();
     expire(&batch, &mut s.cursors, &mut deltas, now)?;
     let mut claimed = Vec::with_capacity(requests.len());
     for &(ip, nick) in requests {
@@ -299,8 +300,7 @@ fn stage_and_commit(
         });
     }
     s.last_at = now;
-    s.aggregates.apply(&deltas);
-    write_aggregates(&batch, &s.aggregates, &deltas)?;
+    write_aggregates(&batch, &mut s.aggregates, &deltas)?;
     batch.put_cursors(&s.cursors)?;
     let prune = s.cursors.get(Window::Year).min(s.last_seq - RECENT_KEEP);
     batch.finish(now, prune)?;
@@ -341,16 +341,52 @@ fn expire(
     Ok(())
 }
 
-fn write_aggregates(batch: &Batch<'_>, aggregates: &Aggregates, deltas: &Deltas) -> Result<()> {
-    let mut touched = HashSet::new();
-    for (&(w, b, p), &d) in deltas {
-        if d != 0 {
-            batch.put_tally(w, b, p, aggregates.tally(w, b).count(p))?;
-            touched.insert((w, b));
+/// Applies `deltas` to the staged aggregates and writes the rows that changed:
+/// `all` tallies, what has lapsed from each sliding window, and holders.
+fn write_aggregates(batch: &Batch<'_>, aggregates: &mut Aggregates, deltas: &Deltas) -> Result<()> {
+    let changed = deltas.iter().filter(|(_, d)| **d != 0).map(|(k, _)| *k);
+    let pairs: Vec<(u8, PlayerId)> = changed
+        .clone()
+        .map(|(_, b, p)| (b, p))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let blocks: Vec<(Window, u8)> = changed
+        .map(|(w, b, _)| (w, b))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let lapsed_before: Vec<[u32; 5]> = pairs
+        .iter()
+        .map(|&(b, p)| lapsed(aggregates, b, p))
+        .collect();
+    let holders_before: Vec<Option<Holder>> = blocks
+        .iter()
+        .map(|&(w, b)| Holder::of(&aggregates.tally(w, b).leader()))
+        .collect();
+    aggregates.apply(deltas);
+    for (&(b, p), before) in pairs.iter().zip(lapsed_before) {
+        if deltas.get(&(Window::All, b, p)).is_some_and(|d| *d != 0) {
+            batch.put_tally(b, p, aggregates.tally(Window::All, b).count(p))?;
+        }
+        let after = lapsed(aggregates, b, p);
+        for (i, w) in Window::SLIDING.into_iter().enumerate() {
+            if after[i] != before[i] {
+                batch.put_lapsed(w, b, p, after[i])?;
+            }
         }
     }
-    for (w, b) in touched {
-        batch.put_holder(w, b, &aggregates.tally(w, b).leader())?;
+    for (&(w, b), before) in blocks.iter().zip(holders_before) {
+        let after = Holder::of(&aggregates.tally(w, b).leader());
+        if after != before {
+            batch.put_holder(w, b, after)?;
+        }
     }
     Ok(())
+}
+
+/// Per sliding window, how many of `player`'s addresses in `block` have left it.
+fn lapsed(aggregates: &Aggregates, block: u8, player: PlayerId) -> [u32; 5] {
+    let all = aggregates.tally(Window::All, block).count(player);
+    Window::SLIDING.map(|w| all.saturating_sub(aggregates.tally(w, block).count(player)))
 }

@@ -1,0 +1,267 @@
+//! Randomized: the store against a plain model of the rules, and the stored
+//! aggregates against a recount of the claims table — after every step, after
+//! reopening, and after a SIGKILL in the middle of committing.
+
+use cti_core::{ManualClock, Store, Window};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A small deterministic generator (xorshift), so failures replay from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The rules, written the slow and obvious way.
+#[derive(Default)]
+struct Model {
+    owner: HashMap<u32, (String, i64)>,
+}
+
+impl Model {
+    fn holders(&self, w: Window, now: i64) -> BTreeMap<u8, (Option<String>, u64)> {
+        let mut per_block: BTreeMap<u8, HashMap<&str, u32>> = BTreeMap::new();
+        for (ip, (nick, at)) in &self.owner {
+            if w.length().is_none_or(|len| now - at < len) {
+                *per_block
+                    .entry((ip >> 24) as u8)
+                    .or_default()
+                    .entry(nick)
+                    .or_default() += 1;
+            }
+        }
+        per_block
+            .into_iter()
+            .map(|(b, counts)| {
+                let total = counts.values().map(|c| *c as u64).sum();
+                let top = counts.values().max().copied().unwrap_or(0);
+                let leaders: Vec<_> = counts.iter().filter(|(_, c)| **c == top).collect();
+                let holder = (leaders.len() == 1).then(|| leaders[0].0.to_string());
+                (b, (holder, total))
+            })
+            .collect()
+    }
+}
+
+fn store_holders(store: &Store, w: Window) -> BTreeMap<u8, (Option<String>, u64)> {
+    store
+        .blocks(w)
+        .blocks
+        .into_iter()
+        .filter(|b| b.total > 0)
+        .map(|b| (b.block, (b.holder, b.total)))
+        .collect()
+}
+
+#[test]
+fn store_matches_model_across_windows_and_reopens() {
+    for seed in [1u64, 7, 42, 1234] {
+        run_model(seed, 400);
+    }
+}
+
+fn run_model(seed: u64, steps: usize) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.db");
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+    let mut store = Store::open_with_clock(&path, clock.clone()).unwrap();
+    let mut model = Model::default();
+    let nicks = ["a", "b", "C", "dd"];
+    // Steps in time that straddle every window edge over the run.
+    let steps_us: [i64; 6] = [
+        1,
+        1_000_000,
+        600_000_000,
+        3_600_000_000,
+        86_400_000_000,
+        2_592_000_000_000,
+    ];
+    for step in 0..steps {
+        match rng.below(10) {
+            0 => clock.advance(steps_us[rng.below(steps_us.len() as u64) as usize]),
+            1 if step % 7 == 0 => {
+                drop(store);
+                store = Store::open_with_clock(&path, clock.clone()).unwrap();
+            }
+            _ => {
+                // Few blocks and few addresses, so steals and ties are frequent.
+                let ip = ((rng.below(3) as u32 + 1) << 24) | rng.below(6) as u32;
+                let nick = nicks[rng.below(nicks.len() as u64) as usize];
+                let claimed = store
+                    .claim(&std::net::Ipv4Addr::from(ip).to_string(), nick)
+                    .unwrap();
+                model.owner.insert(ip, (nick.to_string(), claimed.at));
+            }
+        }
+        let now = clock.now_for_test();
+        for w in Window::EVERY {
+            assert_eq!(
+                store_holders(&store, w),
+                model.holders(w, now),
+                "seed {seed} step {step} window {}",
+                w.name()
+            );
+        }
+        store
+            .check()
+            .unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+    }
+}
+
+trait NowForTest {
+    fn now_for_test(&self) -> i64;
+}
+
+impl NowForTest for ManualClock {
+    fn now_for_test(&self) -> i64 {
+        cti_core::Clock::now(self)
+    }
+}
+
+const CHILD_ENV: &str = "CTI_CRASH_CHILD_DB";
+
+/// Run by `sigkill_mid_commit_loses_no_acknowledged_claim` in a child process:
+/// claims fresh addresses from 8 threads and prints each one once it is committed.
+#[test]
+#[ignore = "child process of the crash test"]
+fn crash_child() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let start: u32 = std::env::var("CTI_CRASH_CHILD_START")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = Arc::new(Store::open(std::path::Path::new(&path)).unwrap());
+    let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
+    let threads: Vec<_> = (0..8u32)
+        .map(|t| {
+            let (store, out) = (store.clone(), out.clone());
+            std::thread::spawn(move || {
+                for i in 0..200_000u32 {
+                    let ip = std::net::Ipv4Addr::from(start.wrapping_add(i * 8 + t));
+                    let nick = format!("p{}", i % 5);
+                    if store.claim(&ip.to_string(), &nick).is_ok() {
+                        let mut o = out.lock().unwrap();
+                        writeln!(o, "ACK {ip} {nick}").unwrap();
+                        o.flush().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+}
+
+#[test]
+fn sigkill_mid_commit_loses_no_acknowledged_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crash.db");
+    let mut rng = Rng(0xC0FFEE);
+    let mut acked: Vec<(String, String)> = Vec::new();
+    for cycle in 0..8u32 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, &path)
+            .env("CTI_CRASH_CHILD_START", ((cycle + 1) << 24).to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| {
+                    let rest = l.strip_prefix("ACK ")?;
+                    rest.split_once(' ')
+                        .map(|(a, b)| (a.to_string(), b.to_string()))
+                })
+                .collect::<Vec<_>>()
+        });
+        // Let it commit for a while, then kill it at a random moment.
+        let deadline = Instant::now() + Duration::from_millis(150 + rng.below(400));
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let got = reader.join().unwrap();
+        assert!(
+            !got.is_empty() || cycle > 0,
+            "child acknowledged nothing in cycle {cycle}"
+        );
+        acked.extend(got);
+
+        let store = Store::open(&path).unwrap();
+        store
+            .check()
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        // Every acknowledged claim is there (addresses are fresh, so nobody stole them).
+        let owners = dump_owners(&path);
+        let lost: Vec<_> = acked
+            .iter()
+            .filter(|(ip, nick)| owners.get(ip) != Some(nick))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "cycle {cycle}: {} acknowledged claims lost, e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
+    }
+    assert!(
+        acked.len() > 100,
+        "only {} claims acknowledged in all",
+        acked.len()
+    );
+    println!(
+        "crash test: {} acknowledged claims over 8 SIGKILL cycles, 0 lost",
+        acked.len()
+    );
+}
+
+/// Owner of every address, read with the sqlite3 shell (an independent reader).
+fn dump_owners(path: &std::path::Path) -> HashMap<String, String> {
+    let out = Command::new("sqlite3")
+        .arg(path)
+        .arg(
+            "SELECT (ip>>24)||'.'||((ip>>16)&255)||'.'||((ip>>8)&255)||'.'||(ip&255), p.name \
+             FROM claims c JOIN players p ON p.id = c.player;",
+        )
+        .output()
+        .expect("sqlite3 shell");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            l.split_once('|')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+        })
+        .collect()
+}

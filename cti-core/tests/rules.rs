@@ -1,0 +1,328 @@
+//! The game rules end to end through the core's Rust API, on a real SQLite file.
+
+use cti_core::{Error, ManualClock, Store, Window};
+use std::sync::Arc;
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+const T0: i64 = 1_700_000_000_000_000;
+
+struct Game {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    clock: Arc<ManualClock>,
+    store: Option<Store>,
+}
+
+impl Game {
+    fn new() -> Game {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("game.db");
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = Store::open_with_clock(&path, clock.clone()).unwrap();
+        Game {
+            _dir: dir,
+            path,
+            clock,
+            store: Some(store),
+        }
+    }
+
+    fn s(&self) -> &Store {
+        self.store.as_ref().unwrap()
+    }
+
+    fn claim(&self, ip: &str, nick: &str) {
+        self.s().claim(ip, nick).unwrap();
+    }
+
+    fn reopen(&mut self) {
+        self.store = None;
+        self.store = Some(Store::open_with_clock(&self.path, self.clock.clone()).unwrap());
+    }
+
+    fn holder(&self, w: Window, block: usize) -> (Option<String>, bool, u32, u64) {
+        let b = &self.s().blocks(w).blocks[block];
+        (b.holder.clone(), b.tied, b.claims, b.total)
+    }
+
+    fn ranking(&self, w: Window) -> Vec<(String, Vec<u8>, u64)> {
+        self.s()
+            .ranks(w)
+            .rankings
+            .into_iter()
+            .map(|r| (r.name, r.blocks, r.claims))
+            .collect()
+    }
+}
+
+fn some(s: &str) -> Option<String> {
+    Some(s.to_string())
+}
+
+#[test]
+fn strict_majority_holds_a_block_and_ties_hold_nothing() {
+    let g = Game::new();
+    g.claim("10.0.0.1", "alice");
+    assert_eq!(g.holder(Window::All, 10), (some("alice"), false, 1, 1));
+    g.claim("10.0.0.2", "bob");
+    assert_eq!(g.holder(Window::All, 10), (None, true, 1, 2));
+    g.claim("10.9.9.9", "bob");
+    assert_eq!(g.holder(Window::All, 10), (some("bob"), false, 2, 3));
+    assert_eq!(g.holder(Window::All, 11), (None, false, 0, 0));
+    g.s().check().unwrap();
+}
+
+#[test]
+fn last_claim_wins_and_steals_move_addresses() {
+    let g = Game::new();
+    g.claim("20.0.0.1", "alice");
+    g.claim("20.0.0.2", "alice");
+    g.claim("20.0.0.1", "mallory");
+    g.claim("20.0.0.2", "mallory");
+    assert_eq!(g.holder(Window::All, 20), (some("mallory"), false, 2, 2));
+    assert!(
+        g.s().user("alice", Window::All).is_err(),
+        "alice owns nothing now"
+    );
+    let recent = g.s().recent(10).claims;
+    assert_eq!(recent.len(), 4);
+    assert_eq!(
+        (recent[0].ip.as_str(), recent[0].name.as_str()),
+        ("20.0.0.2", "mallory")
+    );
+    g.s().check().unwrap();
+}
+
+#[test]
+fn repeat_claim_changes_no_ownership_but_refreshes_the_windows() {
+    let g = Game::new();
+    g.claim("30.0.0.1", "alice");
+    g.clock.advance(2 * HOUR);
+    assert_eq!(
+        g.holder(Window::Hour, 30),
+        (None, false, 0, 0),
+        "left the hour"
+    );
+    g.claim("30.0.0.1", "alice");
+    assert_eq!(
+        g.holder(Window::Hour, 30),
+        (some("alice"), false, 1, 1),
+        "back in the hour"
+    );
+    assert_eq!(
+        g.holder(Window::All, 30),
+        (some("alice"), false, 1, 1),
+        "still one address"
+    );
+    g.s().check().unwrap();
+}
+
+#[test]
+fn a_claim_leaves_each_window_exactly_at_its_length() {
+    let g = Game::new();
+    g.claim("40.0.0.1", "alice");
+    for (w, len) in [
+        (Window::Hour, HOUR),
+        (Window::Day, DAY),
+        (Window::Week, 7 * DAY),
+        (Window::Month, 30 * DAY),
+        (Window::Year, 365 * DAY),
+    ] {
+        g.clock.set(T0 + len - 1);
+        assert_eq!(
+            g.holder(w, 40).0,
+            some("alice"),
+            "{} one microsecond before",
+            w.name()
+        );
+        g.clock.set(T0 + len);
+        assert_eq!(g.holder(w, 40).0, None, "{} at its length", w.name());
+        g.s().check().unwrap();
+    }
+    g.clock.set(T0 + 10 * 365 * DAY);
+    assert_eq!(
+        g.holder(Window::All, 40).0,
+        some("alice"),
+        "all never expires"
+    );
+}
+
+#[test]
+fn stealing_an_expired_address_only_uncounts_where_it_still_counted() {
+    let g = Game::new();
+    g.claim("50.0.0.1", "alice");
+    g.clock.advance(2 * HOUR);
+    g.claim("50.0.0.1", "bob");
+    assert_eq!(g.holder(Window::Hour, 50), (some("bob"), false, 1, 1));
+    assert_eq!(g.holder(Window::Day, 50), (some("bob"), false, 1, 1));
+    assert_eq!(g.holder(Window::All, 50), (some("bob"), false, 1, 1));
+    g.s().check().unwrap();
+}
+
+#[test]
+fn ranking_orders_by_blocks_then_addresses_then_name_bytes() {
+    let g = Game::new();
+    // zed: 2 blocks. amy and Bob: 1 block with 2 addresses each. cat: 1 block, 1 address.
+    for ip in ["1.0.0.1", "2.0.0.1"] {
+        g.claim(ip, "zed");
+    }
+    for ip in ["3.0.0.1", "3.0.0.2"] {
+        g.claim(ip, "amy");
+    }
+    for ip in ["4.0.0.1", "4.0.0.2"] {
+        g.claim(ip, "Bob");
+    }
+    g.claim("5.0.0.1", "cat");
+    let names: Vec<String> = g.ranking(Window::All).into_iter().map(|r| r.0).collect();
+    // "Bob" < "amy" in byte order (uppercase first).
+    assert_eq!(names, ["zed", "Bob", "amy", "cat"]);
+    let ranks = g.s().ranks(Window::All).rankings;
+    assert_eq!(
+        ranks.iter().map(|r| r.rank).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+    assert_eq!(ranks[0].blocks, [1, 2]);
+}
+
+#[test]
+fn ties_and_non_holders_are_not_ranked() {
+    let g = Game::new();
+    g.claim("6.0.0.1", "a");
+    g.claim("6.0.0.2", "b");
+    assert!(g.ranking(Window::All).is_empty());
+}
+
+#[test]
+fn player_standing_per_block() {
+    let g = Game::new();
+    for ip in ["7.0.0.1", "7.0.0.2", "8.0.0.1"] {
+        g.claim(ip, "alice");
+    }
+    for ip in ["8.0.0.2", "8.0.0.3", "9.0.0.1"] {
+        g.claim(ip, "bob");
+    }
+    g.claim("9.0.0.2", "alice");
+    let u = g.s().user("alice", Window::All).unwrap();
+    assert_eq!((u.blocks_held, u.claims), (1, 4));
+    let st: Vec<_> = u
+        .standing
+        .iter()
+        .map(|p| (p.block, p.rank, p.of, p.tied, p.claims))
+        .collect();
+    assert_eq!(
+        st,
+        [(7, 1, 1, false, 2), (8, 2, 2, false, 1), (9, 1, 2, true, 1)]
+    );
+    assert!(matches!(
+        g.s().user("nobody", Window::All),
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        g.s().user("bad name", Window::All),
+        Err(Error::Nick(_))
+    ));
+}
+
+#[test]
+fn names_are_case_sensitive() {
+    let g = Game::new();
+    g.claim("12.0.0.1", "Bob");
+    g.claim("12.0.0.2", "bob");
+    assert_eq!(g.holder(Window::All, 12), (None, true, 1, 2));
+}
+
+#[test]
+fn bad_input_is_refused_and_stores_nothing() {
+    let g = Game::new();
+    for (ip, nick) in [
+        ("1.2.3.4", ""),
+        ("1.2.3.4", "has space"),
+        ("1.2.3.4", "<b>"),
+        ("1.2.3.4", &"x".repeat(41)),
+        ("::1", "alice"),
+        ("2001:db8::1", "alice"),
+        ("nonsense", "alice"),
+    ] {
+        assert!(g.s().claim(ip, nick).is_err(), "{ip} {nick} accepted");
+    }
+    assert!(g.s().recent(50).claims.is_empty());
+    g.claim("::ffff:13.1.2.3", "alice");
+    assert_eq!(g.s().recent(1).claims[0].ip, "13.1.2.3");
+}
+
+#[test]
+fn state_survives_reopen_without_rescanning() {
+    let mut g = Game::new();
+    g.claim("14.0.0.1", "alice");
+    g.clock.advance(30 * 60 * 1_000_000);
+    g.claim("14.0.0.2", "bob");
+    g.claim("14.0.0.3", "bob");
+    let before = (g.ranking(Window::Hour), g.ranking(Window::All));
+    g.reopen();
+    assert_eq!((g.ranking(Window::Hour), g.ranking(Window::All)), before);
+    assert_eq!(g.s().recent(10).claims.len(), 3);
+    // The hour slides on after reopening: alice's claim leaves first.
+    g.clock.advance(31 * 60 * 1_000_000);
+    assert_eq!(g.holder(Window::Hour, 14), (some("bob"), false, 2, 2));
+    g.s().check().unwrap();
+}
+
+#[test]
+fn clock_going_backwards_does_not_reorder_claims() {
+    let g = Game::new();
+    g.claim("15.0.0.1", "alice");
+    g.clock.advance(-HOUR);
+    g.claim("15.0.0.2", "bob");
+    let recent = g.s().recent(2).claims;
+    assert!(recent[0].claimed_at >= recent[1].claimed_at);
+    g.s().check().unwrap();
+}
+
+#[test]
+fn recent_is_newest_first_and_capped() {
+    let g = Game::new();
+    for i in 0..600u32 {
+        g.claim(&format!("16.0.{}.{}", i / 256, i % 256), "alice");
+    }
+    let r = g.s().recent(10_000).claims;
+    assert_eq!(r.len(), 500);
+    assert_eq!(r[0].ip, "16.0.2.87");
+}
+
+#[test]
+fn compat_renderings() {
+    let g = Game::new();
+    g.claim("17.0.0.1", "alice");
+    let score = g.s().score_compat(Window::All);
+    assert_eq!(score.score["alice"], [(17, 1)]);
+    let recent = g.s().recent_compat(50);
+    assert_eq!(
+        recent.recent[0],
+        (0x1100_0001, "alice".to_string(), T0 / 1_000_000)
+    );
+    assert_eq!(recent.now, (T0 / 1_000_000, 0));
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let g = Game::new();
+    let path = g.path.clone();
+    drop(g.store);
+    let conn = rusqlite_free_bump(&path);
+    assert!(conn, "could not bump user_version");
+    assert!(matches!(
+        Store::open(&path),
+        Err(Error::Schema { found: 99, .. })
+    ));
+}
+
+/// Bumps `user_version` with the sqlite3 shell, as a newer release would.
+fn rusqlite_free_bump(path: &std::path::Path) -> bool {
+    std::process::Command::new("sqlite3")
+        .arg(path)
+        .arg("PRAGMA user_version = 99;")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}

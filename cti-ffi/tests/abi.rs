@@ -1,0 +1,131 @@
+//! The safe wrapper over the dynamically linked library: concurrency, the
+//! non-blocking claim, and errors for bad input.
+
+use cti_ffi::{ErrorKind, Store};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("t.db")).unwrap();
+    (dir, store)
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap()
+}
+
+#[test]
+fn many_threads_claim_at_once() {
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let threads: Vec<_> = (0..16u32)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..250u32 {
+                    let ip = format!("{}.{}.{}.{}", t + 1, i / 256, i % 256, t);
+                    store.claim(&ip, &format!("t{}", t % 4)).unwrap();
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    let blocks = json(&store.blocks_json(None).unwrap());
+    let total: u64 = blocks["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["total"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 16 * 250);
+    for t in 0..16usize {
+        assert_eq!(blocks["blocks"][t + 1]["holder"], format!("t{}", t % 4));
+    }
+    store.check().unwrap();
+}
+
+#[test]
+fn non_blocking_claims_call_back_after_commit() {
+    let (_dir, store) = open();
+    let (tx, rx) = mpsc::channel();
+    for i in 0..1000u32 {
+        let tx = tx.clone();
+        store
+            .claim_with(&format!("9.0.{}.{}", i / 256, i % 256), "async", move |r| {
+                tx.send(r).unwrap()
+            })
+            .unwrap();
+    }
+    for _ in 0..1000 {
+        let claim = json(&rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap());
+        assert_eq!(claim["name"], "async");
+        assert_eq!(claim["block"], 9);
+    }
+    let ranks = json(&store.ranks_json(Some("hour")).unwrap());
+    assert_eq!(ranks["rankings"][0]["claims"], 1000);
+}
+
+#[test]
+fn refused_non_blocking_claim_never_calls_back() {
+    let (_dir, store) = open();
+    let (tx, rx) = mpsc::channel::<()>();
+    let err = store
+        .claim_with("1.2.3.4", "bad nick", move |_| tx.send(()).unwrap())
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidNick);
+    assert!(rx.recv_timeout(Duration::from_millis(200)).is_err());
+}
+
+#[test]
+fn errors_carry_kind_and_message() {
+    let (_dir, store) = open();
+    let e = store.claim("1.2.3.4", "no spaces").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidNick);
+    assert!(e.message.contains("' '"), "{}", e.message);
+    assert_eq!(
+        store.claim("2001:db8::1", "ok").unwrap_err().kind,
+        ErrorKind::NotIpv4
+    );
+    assert_eq!(
+        store.claim("1.2.3", "ok").unwrap_err().kind,
+        ErrorKind::InvalidAddress
+    );
+    assert_eq!(
+        store.claim("1.2.3.4", "nul\0").unwrap_err().kind,
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        store.ranks_json(Some("fortnight")).unwrap_err().kind,
+        ErrorKind::UnknownWindow
+    );
+    assert_eq!(
+        store.user_json("ghost", None).unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        cti_ffi::validate_nick("ok_nick").map_err(|e| e.kind),
+        Ok(())
+    );
+    assert!(json(&store.recent_json(50).unwrap())["claims"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn open_failure_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Store::open(dir.path().join("missing/dir/t.db"))
+        .err()
+        .unwrap();
+    assert_eq!(e.kind, ErrorKind::OpenFailed);
+    assert!(e.message.contains("missing"), "{}", e.message);
+}
+
+#[test]
+fn abi_version_matches_this_wrapper() {
+    assert_eq!(cti_ffi::abi_version().0, 1);
+    assert_eq!(cti_ffi::version(), env!("CARGO_PKG_VERSION"));
+}
