@@ -89,8 +89,8 @@ typedef enum CtiResult {
 typedef struct CtiStore CtiStore;
 
 /**
- * Completion of `cti_claim_async`, called once on the library's writer
- * thread after the claim is committed or has failed. `text` is the claim as
+ * Completion of `cti_claim_async`, called once on a thread of the library
+ * after the claim is committed (and visible to reads) or has failed. `text` is the claim as
  * JSON on `CTI_RESULT_OK`, else the error message; it is valid only during
  * the call. The callback must return quickly and must not close the store.
  */
@@ -155,7 +155,7 @@ enum CtiResult cti_claim(const struct CtiStore *store,
                          char **out_json);
 
 /**
- * Queues a claim and returns at once; `callback` runs on the writer thread
+ * Queues a claim and returns at once; `callback` runs on a library thread
  * after the commit. If this returns other than `CTI_RESULT_OK` (bad input,
  * closed store), the callback is never called.
  *

@@ -57,8 +57,8 @@ pub struct CtiStore {
     store: Store,
 }
 
-/// Completion of `cti_claim_async`, called once on the library's writer
-/// thread after the claim is committed or has failed. `text` is the claim as
+/// Completion of `cti_claim_async`, called once on a thread of the library
+/// after the claim is committed (and visible to reads) or has failed. `text` is the claim as
 /// JSON on `CTI_RESULT_OK`, else the error message; it is valid only during
 /// the call. The callback must return quickly and must not close the store.
 pub type CtiClaimCallback =
@@ -242,10 +242,10 @@ pub unsafe extern "C" fn cti_claim(
 
 struct UserData(*mut c_void);
 // SAFETY: the caller of cti_claim_async vouches that user_data may be used
-// from the writer thread (documented on the function).
+// from the library's threads (documented on the function).
 unsafe impl Send for UserData {}
 
-/// Queues a claim and returns at once; `callback` runs on the writer thread
+/// Queues a claim and returns at once; `callback` runs on a library thread
 /// after the commit. If this returns other than `CTI_RESULT_OK` (bad input,
 /// closed store), the callback is never called.
 ///

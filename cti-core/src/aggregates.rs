@@ -1,11 +1,14 @@
-//! In-memory mirror of the stored aggregates: per window, per `/8` block, how
-//! many addresses each player owns. Holders, rankings and standings are read
-//! from here; SQLite holds the same numbers durably (see `store`).
+//! In-memory mirror of the stored aggregates: per `/8` block, how many
+//! addresses each player owns in every window. Holders, rankings and standings
+//! are read from here; SQLite holds the same numbers durably (see `store`).
+//!
+//! One entry per (block, player) holds the counts of all six windows, and each
+//! (block, window) keeps its top count up to date as counts change, so a claim
+//! costs one hash lookup; a block is rescanned only when a player at its top
+//! loses an address.
 
 use crate::window::Window;
 use rustc_hash::FxHashMap as HashMap;
-use std::cmp::Reverse;
-use std::collections::BTreeSet;
 
 /// Player ids are the SQLite rowids of the `players` table.
 pub type PlayerId = u32;
@@ -13,8 +16,13 @@ pub type PlayerId = u32;
 /// Number of `/8` blocks.
 pub const BLOCKS: usize = 256;
 
-/// Net count changes of one batch, keyed by (window, block, player).
-pub type Deltas = HashMap<(Window, u8, PlayerId), i64>;
+const WINDOWS: usize = Window::EVERY.len();
+
+/// A change of one player's counts in one block, per window (indexed by `Window::index`).
+pub type Delta = [i64; WINDOWS];
+
+/// Net count changes of one batch, keyed by (block, player).
+pub type Deltas = HashMap<(u8, PlayerId), Delta>;
 
 /// Who holds a block: strictly the most addresses, or nobody on a tie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,83 +48,127 @@ pub struct Place {
     pub count: u32,
 }
 
-/// Counts of one block in one window, ordered for O(log n) leader lookups.
-#[derive(Debug, Clone, Default)]
-pub struct Tally {
-    counts: HashMap<PlayerId, u32>,
-    order: BTreeSet<(Reverse<u32>, PlayerId)>,
-    total: u64,
+/// The top of one block in one window.
+#[derive(Debug, Clone, Copy, Default)]
+struct Top {
+    count: u32,
+    /// Players at `count`.
+    at_top: u32,
+    /// The player at the top, meaningful when `at_top == 1`.
+    player: PlayerId,
+    /// A player at the top lost an address: rescan before reading.
+    stale: bool,
 }
 
-impl Tally {
-    pub fn count(&self, player: PlayerId) -> u32 {
-        self.counts.get(&player).copied().unwrap_or(0)
+/// Counts of one block in every window.
+#[derive(Debug, Clone, Default)]
+pub struct Block {
+    counts: HashMap<PlayerId, [u32; WINDOWS]>,
+    top: [Top; WINDOWS],
+    total: [u64; WINDOWS],
+}
+
+impl Block {
+    pub fn count(&self, window: Window, player: PlayerId) -> u32 {
+        self.counts.get(&player).map_or(0, |c| c[window.index()])
     }
 
-    /// Applies a signed change; counts never go below zero (a negative result
-    /// would be a bookkeeping bug, caught by `store::check`).
-    pub fn add(&mut self, player: PlayerId, delta: i64) {
-        let old = self.count(player);
-        let new = (old as i64 + delta).max(0) as u32;
-        if old == new {
-            return;
-        }
-        if old > 0 {
-            self.order.remove(&(Reverse(old), player));
-        }
-        if new > 0 {
-            self.order.insert((Reverse(new), player));
-            self.counts.insert(player, new);
-        } else {
-            self.counts.remove(&player);
-        }
-        self.total = self.total + new as u64 - old as u64;
+    pub fn counts(&self, player: PlayerId) -> [u32; WINDOWS] {
+        self.counts.get(&player).copied().unwrap_or_default()
     }
 
-    pub fn leader(&self) -> Leader {
-        let mut top = self.order.iter();
-        let first = top.next();
-        let second = top.next();
-        match (first, second) {
-            (None, _) => Leader {
-                holder: None,
-                count: 0,
-                tied: false,
-                total: self.total,
-            },
-            (Some(&(Reverse(c1), p)), second) => {
-                let tied = matches!(second, Some(&(Reverse(c2), _)) if c2 == c1);
-                Leader {
-                    holder: (!tied).then_some(p),
-                    count: c1,
-                    tied,
-                    total: self.total,
+    /// Applies a signed change in every window. Counts never go below zero (a
+    /// negative result would be a bookkeeping bug, which `store::check` catches).
+    fn add(&mut self, player: PlayerId, delta: &Delta) {
+        let counts = self.counts.entry(player).or_default();
+        for (w, d) in delta.iter().enumerate().filter(|(_, d)| **d != 0) {
+            let old = counts[w];
+            let new = (old as i64 + d).max(0) as u32;
+            counts[w] = new;
+            self.total[w] = self.total[w] + new as u64 - old as u64;
+            let top = &mut self.top[w];
+            if new > old {
+                if new > top.count {
+                    *top = Top {
+                        count: new,
+                        at_top: 1,
+                        player,
+                        stale: top.stale,
+                    };
+                } else if new == top.count {
+                    top.at_top += 1;
                 }
+            } else if new < old && old == top.count {
+                top.stale = true;
             }
         }
+        if counts.iter().all(|c| *c == 0) {
+            self.counts.remove(&player);
+        }
     }
 
-    pub fn place(&self, block: u8, player: PlayerId) -> Option<Place> {
-        let count = self.count(player);
+    /// Recomputes the tops a decrement has made stale.
+    fn refresh(&mut self) {
+        for w in 0..WINDOWS {
+            if !self.top[w].stale {
+                continue;
+            }
+            let mut top = Top::default();
+            for (&p, c) in &self.counts {
+                if c[w] > top.count {
+                    top = Top {
+                        count: c[w],
+                        at_top: 1,
+                        player: p,
+                        stale: false,
+                    };
+                } else if c[w] == top.count && c[w] > 0 {
+                    top.at_top += 1;
+                }
+            }
+            self.top[w] = top;
+        }
+    }
+
+    pub fn leader(&self, window: Window) -> Leader {
+        let (top, total) = (&self.top[window.index()], self.total[window.index()]);
+        debug_assert!(!top.stale, "read of a stale top");
+        Leader {
+            holder: (top.at_top == 1).then_some(top.player),
+            count: top.count,
+            tied: top.at_top > 1,
+            total,
+        }
+    }
+
+    pub fn place(&self, window: Window, block: u8, player: PlayerId) -> Option<Place> {
+        let w = window.index();
+        let count = self.count(window, player);
         if count == 0 {
             return None;
         }
-        let above = self.order.range(..(Reverse(count), 0)).count() as u32;
-        let level = self
-            .order
-            .range((Reverse(count), 0)..=(Reverse(count), PlayerId::MAX))
-            .count();
+        let (mut above, mut level, mut of) = (0, 0, 0);
+        for c in self.counts.values().map(|c| c[w]).filter(|c| *c > 0) {
+            of += 1;
+            above += u32::from(c > count);
+            level += u32::from(c == count);
+        }
         Some(Place {
             block,
             rank: above + 1,
-            of: self.counts.len() as u32,
+            of,
             tied: level > 1,
             count,
         })
     }
 
-    pub fn players(&self) -> impl Iterator<Item = (PlayerId, u32)> + '_ {
-        self.counts.iter().map(|(p, c)| (*p, *c))
+    /// Players with addresses in `window`, with their counts.
+    pub fn players(&self, window: Window) -> impl Iterator<Item = (PlayerId, u32)> + '_ {
+        let w = window.index();
+        self.counts
+            .iter()
+            .map(move |(p, c)| (*p, c[w]))
+            .filter(|(_, c)| *c > 0)
     }
 }
 
@@ -129,40 +181,44 @@ pub struct Standing {
     pub claims: u64,
 }
 
-/// Every tally of every window.
+/// Every block's counts.
 #[derive(Debug, Clone)]
 pub struct Aggregates {
-    tallies: Vec<Tally>,
+    blocks: Vec<Block>,
 }
 
 impl Default for Aggregates {
     fn default() -> Self {
         Aggregates {
-            tallies: vec![Tally::default(); Window::EVERY.len() * BLOCKS],
+            blocks: vec![Block::default(); BLOCKS],
         }
     }
 }
 
 impl Aggregates {
-    pub fn tally(&self, window: Window, block: u8) -> &Tally {
-        &self.tallies[window.index() * BLOCKS + block as usize]
+    pub fn block(&self, block: u8) -> &Block {
+        &self.blocks[block as usize]
     }
 
-    pub fn tally_mut(&mut self, window: Window, block: u8) -> &mut Tally {
-        &mut self.tallies[window.index() * BLOCKS + block as usize]
-    }
-
+    /// Applies a batch of changes, then brings every touched top up to date.
     pub fn apply(&mut self, deltas: &Deltas) {
-        for (&(w, b, p), &d) in deltas {
-            self.tally_mut(w, b).add(p, d);
+        for (&(b, p), d) in deltas {
+            self.blocks[b as usize].add(p, d);
         }
+        for &(b, _) in deltas.keys() {
+            self.blocks[b as usize].refresh();
+        }
+    }
+
+    pub fn leader(&self, window: Window, block: u8) -> Leader {
+        self.block(block).leader(window)
     }
 
     /// Players holding at least one block, unsorted (names decide the final order).
     pub fn standings(&self, window: Window) -> Vec<Standing> {
         let mut by_player: HashMap<PlayerId, Standing> = HashMap::default();
         for block in 0..BLOCKS {
-            let leader = self.tally(window, block as u8).leader();
+            let leader = self.leader(window, block as u8);
             if let Some(p) = leader.holder {
                 let s = by_player.entry(p).or_insert_with(|| Standing {
                     player: p,
@@ -179,7 +235,7 @@ impl Aggregates {
     /// Blocks of `window` in which `player` owns addresses.
     pub fn places(&self, window: Window, player: PlayerId) -> Vec<Place> {
         (0..BLOCKS)
-            .filter_map(|b| self.tally(window, b as u8).place(b as u8, player))
+            .filter_map(|b| self.block(b as u8).place(window, b as u8, player))
             .collect()
     }
 }
@@ -188,19 +244,26 @@ impl Aggregates {
 mod tests {
     use super::*;
 
+    fn add(a: &mut Aggregates, w: Window, b: u8, p: PlayerId, d: i64) {
+        let mut delta = [0; WINDOWS];
+        delta[w.index()] = d;
+        a.apply(&Deltas::from_iter([((b, p), delta)]));
+    }
+
     #[test]
-    fn leader_needs_a_strict_majority_of_counts() {
-        let mut t = Tally::default();
-        assert_eq!(t.leader().holder, None);
-        t.add(1, 2);
-        t.add(2, 2);
-        let l = t.leader();
+    fn leader_needs_strictly_the_most() {
+        let mut a = Aggregates::default();
+        let w = Window::All;
+        assert_eq!(a.leader(w, 9).holder, None);
+        add(&mut a, w, 9, 1, 2);
+        add(&mut a, w, 9, 2, 2);
+        let l = a.leader(w, 9);
         assert_eq!((l.holder, l.tied, l.count, l.total), (None, true, 2, 4));
-        t.add(2, 1);
-        assert_eq!(t.leader().holder, Some(2));
-        t.add(2, -3);
+        add(&mut a, w, 9, 2, 1);
+        assert_eq!(a.leader(w, 9).holder, Some(2));
+        add(&mut a, w, 9, 2, -3);
         assert_eq!(
-            t.leader(),
+            a.leader(w, 9),
             Leader {
                 holder: Some(1),
                 count: 2,
@@ -208,20 +271,57 @@ mod tests {
                 total: 2
             }
         );
+        add(&mut a, w, 9, 1, -2);
+        assert_eq!(
+            a.leader(w, 9),
+            Leader {
+                holder: None,
+                count: 0,
+                tied: false,
+                total: 0
+            }
+        );
+        assert_eq!(
+            a.leader(Window::Hour, 9).total,
+            0,
+            "other windows untouched"
+        );
+    }
+
+    #[test]
+    fn top_survives_mixed_changes_in_one_batch() {
+        let mut a = Aggregates::default();
+        let w = Window::Day;
+        add(&mut a, w, 3, 1, 5);
+        add(&mut a, w, 3, 2, 4);
+        let mut d1 = [0; WINDOWS];
+        d1[w.index()] = -2;
+        let mut d2 = [0; WINDOWS];
+        d2[w.index()] = 1;
+        a.apply(&Deltas::from_iter([((3, 1), d1), ((3, 2), d2)]));
+        assert_eq!(
+            a.leader(w, 3),
+            Leader {
+                holder: Some(2),
+                count: 5,
+                tied: false,
+                total: 8
+            }
+        );
     }
 
     #[test]
     fn places_rank_by_strictly_greater_counts() {
-        let mut t = Tally::default();
-        t.add(1, 5);
-        t.add(2, 3);
-        t.add(3, 3);
-        t.add(4, 1);
-        let p = |id| t.place(9, id).unwrap();
+        let mut a = Aggregates::default();
+        let w = Window::All;
+        for (p, n) in [(1, 5), (2, 3), (3, 3), (4, 1)] {
+            add(&mut a, w, 9, p, n);
+        }
+        let p = |id| a.block(9).place(w, 9, id).unwrap();
         assert_eq!((p(1).rank, p(1).tied, p(1).of), (1, false, 4));
         assert_eq!((p(2).rank, p(2).tied), (2, true));
         assert_eq!((p(3).rank, p(3).tied), (2, true));
         assert_eq!((p(4).rank, p(4).tied), (4, false));
-        assert_eq!(t.place(9, 5), None);
+        assert_eq!(a.block(9).place(w, 9, 5), None);
     }
 }

@@ -46,20 +46,22 @@ pub fn claim(
     claimant: PlayerId,
 ) {
     if let Some(prev) = previous {
+        let d = deltas.entry((block, prev.player)).or_default();
         for w in Window::EVERY {
             if cursors.counts(w, prev.seq) {
-                *deltas.entry((w, block, prev.player)).or_default() -= 1;
+                d[w.index()] -= 1;
             }
         }
     }
+    let d = deltas.entry((block, claimant)).or_default();
     for w in Window::EVERY {
-        *deltas.entry((w, block, claimant)).or_default() += 1;
+        d[w.index()] += 1;
     }
 }
 
 /// Records that a still-current claim has slid out of `window`.
 pub fn expire(deltas: &mut Deltas, window: Window, block: u8, owner: PlayerId) {
-    *deltas.entry((window, block, owner)).or_default() -= 1;
+    deltas.entry((block, owner)).or_default()[window.index()] -= 1;
 }
 
 #[cfg(test)]
@@ -67,7 +69,7 @@ mod tests {
     use super::*;
 
     fn net(d: &Deltas, w: Window, p: PlayerId) -> i64 {
-        d.get(&(w, 7, p)).copied().unwrap_or(0)
+        d.get(&(7, p)).map_or(0, |d| d[w.index()])
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Store {
             .map_err(|_| Error::Closed)
     }
 
-    /// Validates a claim and queues it; `done` runs on the writer thread once
+    /// Validates a claim and queues it; `done` runs on a library thread once
     /// the claim is committed (or failed). Invalid input is refused here and
     /// `done` is then never called.
     pub fn claim_with(&self, ip: &str, nick: &str, done: ClaimDone) -> Result<()> {

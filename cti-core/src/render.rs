@@ -56,7 +56,7 @@ pub struct BlocksJson {
 pub fn blocks(view: &View, window: Window) -> BlocksJson {
     let blocks = (0..BLOCKS)
         .map(|b| {
-            let l = view.aggregates.tally(window, b as u8).leader();
+            let l = view.aggregates.leader(window, b as u8);
             BlockJson {
                 block: b as u8,
                 holder: l.holder.map(|p| view.name(p).to_string()),
@@ -183,7 +183,7 @@ pub struct ScoreCompat {
 pub fn score_compat(view: &View, window: Window, now: Micros) -> ScoreCompat {
     let mut score: BTreeMap<String, Vec<(u8, u32)>> = BTreeMap::new();
     for b in 0..BLOCKS {
-        let l = view.aggregates.tally(window, b as u8).leader();
+        let l = view.aggregates.leader(window, b as u8);
         if let Some(p) = l.holder {
             score
                 .entry(view.name(p).to_string())

@@ -78,7 +78,7 @@ thread_local! {
     static ON_WRITER: Cell<bool> = const { Cell::new(false) };
 }
 
-/// True on the writer thread (where callbacks run), which must not wait for itself.
+/// True on the writer and publisher threads (where callbacks run), which must not wait for themselves.
 pub fn on_writer_thread() -> bool {
     ON_WRITER.with(Cell::get)
 }
@@ -88,6 +88,9 @@ pub struct Writer {
     clock: Arc<dyn Clock>,
     shared: Arc<Shared>,
     staged: Staged,
+    /// When the next claim leaves a window, as of the last commit.
+    due: Micros,
+    publisher: Publisher,
 }
 
 /// The writer's own state: ahead of `shared.view` while a transaction is open.
@@ -128,11 +131,17 @@ impl Writer {
             last_seq: loaded.last_seq,
             last_at: loaded.last_at,
         };
+        let publisher = Publisher::start(shared.clone()).map_err(|e| crate::Error::Open {
+            path: "(threads)".into(),
+            message: e.to_string(),
+        })?;
         let writer = Writer {
             db,
             clock,
             shared: shared.clone(),
             staged,
+            due,
+            publisher,
         };
         Ok((writer, shared))
     }
@@ -162,59 +171,87 @@ impl Writer {
     }
 
     fn until_due(&self) -> Duration {
-        let due = self.shared.expiry_due.load(Ordering::Acquire);
-        let left = due.saturating_sub(self.clock.now());
+        let left = self.due.saturating_sub(self.clock.now());
         Duration::from_micros(left.max(0) as u64).min(IDLE)
     }
 
     fn run_batch(&mut self, jobs: Vec<Job>) {
         let mut claims = Vec::new();
+        let mut replies = Vec::new();
         let mut waiters = Vec::new();
         let mut checks = Vec::new();
         for job in jobs {
             match job {
-                Job::Claim { ip, nick, done } => claims.push((ip, nick, done)),
+                Job::Claim { ip, nick, done } => {
+                    claims.push((ip, nick));
+                    replies.push(done);
+                }
                 Job::Sync(done) => waiters.push(done),
                 Job::Check(done) => checks.push(done),
             }
         }
         let requests: Vec<(Ipv4Addr, &str)> =
-            claims.iter().map(|(ip, n, _)| (*ip, n.as_str())).collect();
+            claims.iter().map(|(ip, n)| (*ip, n.as_str())).collect();
         let outcome = self.commit(&requests);
         self.shared
             .writable
             .store(outcome.is_ok(), Ordering::Release);
         match outcome {
-            Ok(done) => {
-                for ((_, _, reply), claimed) in claims.into_iter().zip(done) {
-                    reply(Ok(claimed));
-                }
-                waiters.into_iter().for_each(|w| w(Ok(())));
+            Ok(mut publication) => {
+                publication.replies = replies;
+                publication.waiters = waiters;
+                self.publisher.publish(publication);
             }
             Err(e) => {
-                for (_, _, reply) in claims {
-                    reply(Err(e.clone()));
-                }
+                replies.into_iter().for_each(|r| r(Err(e.clone())));
                 waiters.into_iter().for_each(|w| w(Err(e.clone())));
             }
         }
-        for check in checks {
+        if !checks.is_empty() {
+            self.publisher.flush();
             let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-            check(self.db.check(Some(&view.aggregates)));
+            for check in checks {
+                check(self.db.check(Some(&view.aggregates)));
+            }
         }
     }
 
     /// One transaction: expire what slid out of the windows, record the claims,
-    /// write the changed tallies and holders, commit, then publish.
-    fn commit(&mut self, requests: &[(Ipv4Addr, &str)]) -> Result<Vec<Claimed>> {
+    /// write the changed tallies and holders, and commit.
+    fn commit(&mut self, requests: &[(Ipv4Addr, &str)]) -> Result<Publication> {
         let s = &self.staged;
         let saved = (s.cursors, s.last_seq, s.last_at, s.names.len());
         // Time never runs backwards in the store, whatever the system clock does.
         let now = self.clock.now().max(s.last_at);
         match stage_and_commit(&mut self.db, &mut self.staged, requests, now) {
             Ok((deltas, claimed)) => {
-                self.publish(&deltas, &claimed, saved.3, now);
-                Ok(claimed)
+                let s = &self.staged;
+                self.due = self
+                    .db
+                    .next_expiry(&s.cursors)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(i64::MAX);
+                let new_names = s.names[saved.3..].to_vec();
+                let recent = claimed
+                    .iter()
+                    .map(|c| Event {
+                        seq: c.seq,
+                        ip: u32::from(c.ip),
+                        player: s.ids[&c.name],
+                        at: c.at,
+                    })
+                    .collect();
+                Ok(Publication {
+                    deltas,
+                    claimed,
+                    recent,
+                    new_names,
+                    now,
+                    due: self.due,
+                    replies: Vec::new(),
+                    waiters: Vec::new(),
+                })
             }
             Err(e) => {
                 self.restore(saved);
@@ -223,36 +260,9 @@ impl Writer {
         }
     }
 
-    fn publish(&mut self, deltas: &Deltas, claimed: &[Claimed], old_names: usize, now: Micros) {
-        let s = &self.staged;
-        let due = self
-            .db
-            .next_expiry(&s.cursors)
-            .ok()
-            .flatten()
-            .unwrap_or(i64::MAX);
-        let mut view = self.shared.view.write().unwrap_or_else(|p| p.into_inner());
-        for (i, name) in s.names.iter().enumerate().skip(old_names) {
-            view.ids.insert(name.clone(), i as PlayerId + 1);
-            view.names.push(name.clone());
-        }
-        view.aggregates.apply(deltas);
-        for c in claimed {
-            let player = s.ids[&c.name];
-            view.recent.push_front(Event {
-                seq: c.seq,
-                ip: u32::from(c.ip),
-                player,
-                at: c.at,
-            });
-        }
-        view.recent.truncate(RECENT_KEEP as usize);
-        view.updated_at = now;
-        self.shared.expiry_due.store(due, Ordering::Release);
-    }
-
     /// Puts the staged state back to the last commit after a failed transaction.
     fn restore(&mut self, saved: (Cursors, i64, Micros, usize)) {
+        self.publisher.flush();
         let s = &mut self.staged;
         (s.cursors, s.last_seq, s.last_at) = (saved.0, saved.1, saved.2);
         for name in s.names.drain(saved.3..) {
@@ -261,6 +271,100 @@ impl Writer {
         let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
         s.aggregates = view.aggregates.clone();
     }
+}
+
+/// A committed batch on its way to readers and callers.
+struct Publication {
+    deltas: Deltas,
+    claimed: Vec<Claimed>,
+    /// The same claims as events, oldest first.
+    recent: Vec<Event>,
+    new_names: Vec<Arc<str>>,
+    now: Micros,
+    due: Micros,
+    replies: Vec<ClaimDone>,
+    waiters: Vec<Done>,
+}
+
+enum Publish {
+    Batch(Box<Publication>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Applies committed batches to the readers' view and answers their callers
+/// on a second thread, so the writer starts the next transaction at once.
+/// One thread, one queue: batches are published in commit order.
+struct Publisher {
+    queue: Option<std::sync::mpsc::Sender<Publish>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Publisher {
+    fn start(shared: Arc<Shared>) -> std::io::Result<Publisher> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cti-publish".into())
+            .spawn(move || {
+                ON_WRITER.with(|c| c.set(true));
+                for message in rx {
+                    match message {
+                        Publish::Batch(p) => apply(&shared, *p),
+                        Publish::Flush(done) => drop(done.send(())),
+                    }
+                }
+            })?;
+        Ok(Publisher {
+            queue: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn publish(&self, p: Publication) {
+        if let Some(q) = &self.queue {
+            let _ = q.send(Publish::Batch(Box::new(p)));
+        }
+    }
+
+    /// Waits until everything sent so far is published.
+    fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if let Some(q) = &self.queue {
+            if q.send(Publish::Flush(tx)).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn apply(shared: &Shared, p: Publication) {
+    {
+        let mut view = shared.view.write().unwrap_or_else(|e| e.into_inner());
+        for name in p.new_names {
+            let id = view.names.len() as PlayerId + 1;
+            view.ids.insert(name.clone(), id);
+            view.names.push(name);
+        }
+        view.aggregates.apply(&p.deltas);
+        for e in p.recent {
+            view.recent.push_front(e);
+        }
+        view.recent.truncate(RECENT_KEEP as usize);
+        view.updated_at = p.now;
+    }
+    shared.expiry_due.store(p.due, Ordering::Release);
+    for (reply, claimed) in p.replies.into_iter().zip(p.claimed) {
+        reply(Ok(claimed));
+    }
+    p.waiters.into_iter().for_each(|w| w(Ok(())));
 }
 
 fn stage_and_commit(
@@ -344,30 +448,22 @@ fn expire(
 /// Applies `deltas` to the staged aggregates and writes the rows that changed:
 /// `all` tallies, what has lapsed from each sliding window, and holders.
 fn write_aggregates(batch: &Batch<'_>, aggregates: &mut Aggregates, deltas: &Deltas) -> Result<()> {
-    let changed = deltas.iter().filter(|(_, d)| **d != 0).map(|(k, _)| *k);
-    let pairs: Vec<(u8, PlayerId)> = changed
-        .clone()
-        .map(|(_, b, p)| (b, p))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let blocks: Vec<(Window, u8)> = changed
-        .map(|(w, b, _)| (w, b))
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let lapsed_before: Vec<[u32; 5]> = pairs
-        .iter()
+    let lapsed_before: Vec<[u32; 5]> = deltas
+        .keys()
         .map(|&(b, p)| lapsed(aggregates, b, p))
         .collect();
-    let holders_before: Vec<Option<Holder>> = blocks
-        .iter()
-        .map(|&(w, b)| Holder::of(&aggregates.tally(w, b).leader()))
+    let blocks: Vec<u8> = deltas
+        .keys()
+        .map(|(b, _)| *b)
+        .collect::<HashSet<_>>()
+        .into_iter()
         .collect();
+    let holders_before: Vec<[Option<Holder>; 6]> =
+        blocks.iter().map(|&b| holders(aggregates, b)).collect();
     aggregates.apply(deltas);
-    for (&(b, p), before) in pairs.iter().zip(lapsed_before) {
-        if deltas.get(&(Window::All, b, p)).is_some_and(|d| *d != 0) {
-            batch.put_tally(b, p, aggregates.tally(Window::All, b).count(p))?;
+    for ((&(b, p), d), before) in deltas.iter().zip(lapsed_before) {
+        if d[Window::All.index()] != 0 {
+            batch.put_tally(b, p, aggregates.block(b).count(Window::All, p))?;
         }
         let after = lapsed(aggregates, b, p);
         for (i, w) in Window::SLIDING.into_iter().enumerate() {
@@ -376,17 +472,24 @@ fn write_aggregates(batch: &Batch<'_>, aggregates: &mut Aggregates, deltas: &Del
             }
         }
     }
-    for (&(w, b), before) in blocks.iter().zip(holders_before) {
-        let after = Holder::of(&aggregates.tally(w, b).leader());
-        if after != before {
-            batch.put_holder(w, b, after)?;
+    for (&b, before) in blocks.iter().zip(holders_before) {
+        let after = holders(aggregates, b);
+        for w in Window::EVERY {
+            if after[w.index()] != before[w.index()] {
+                batch.put_holder(w, b, after[w.index()])?;
+            }
         }
     }
     Ok(())
 }
 
+fn holders(aggregates: &Aggregates, block: u8) -> [Option<Holder>; 6] {
+    Window::EVERY.map(|w| Holder::of(&aggregates.leader(w, block)))
+}
+
 /// Per sliding window, how many of `player`'s addresses in `block` have left it.
 fn lapsed(aggregates: &Aggregates, block: u8, player: PlayerId) -> [u32; 5] {
-    let all = aggregates.tally(Window::All, block).count(player);
-    Window::SLIDING.map(|w| all.saturating_sub(aggregates.tally(w, block).count(player)))
+    let counts = aggregates.block(block).counts(player);
+    let all = counts[Window::All.index()];
+    Window::SLIDING.map(|w| all.saturating_sub(counts[w.index()]))
 }

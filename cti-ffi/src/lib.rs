@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// Queues a claim without blocking; `done` runs on the library's writer
-    /// thread once the claim is committed or failed. Bad input is refused
+    /// thread once the claim is committed (and visible to reads) or failed. Bad input is refused
     /// here, and `done` is then dropped uncalled.
     pub fn claim_with<F>(&self, ip: &str, nick: &str, done: F) -> Result<()>
     where
