@@ -49,6 +49,24 @@ pub enum CtiResult {
     Inconsistent = 10,
     /// An internal error (a caught panic).
     Panic = 11,
+    /// Too many claims from the address or its /24; `cti_last_retry_after()`
+    /// says how many seconds to wait. Nothing was stored.
+    RateLimited = 12,
+}
+
+/// Claim rate limits: token buckets per client address and per /24. A rate
+/// of 0 turns that limit off. Memory for the buckets is fixed.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CtiLimits {
+    /// Claims per minute refilled into each address's bucket.
+    pub per_address_per_minute: u32,
+    /// Claims an address may make at once.
+    pub per_address_burst: u32,
+    /// Claims per minute refilled into each /24's bucket.
+    pub per_net24_per_minute: u32,
+    /// Claims a /24 may make at once.
+    pub per_net24_burst: u32,
 }
 
 /// An open store. Thread-safe: any number of threads may use one handle at
@@ -66,6 +84,7 @@ pub type CtiClaimCallback =
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static RETRY_AFTER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn code(e: &Error) -> CtiResult {
@@ -79,6 +98,7 @@ fn code(e: &Error) -> CtiResult {
         Error::Open { .. } | Error::Schema { .. } => CtiResult::OpenFailed,
         Error::Inconsistent(_) => CtiResult::Inconsistent,
         Error::Argument(_) => CtiResult::InvalidArgument,
+        Error::RateLimited { .. } => CtiResult::RateLimited,
         Error::Closed => CtiResult::Closed,
     }
 }
@@ -101,6 +121,9 @@ fn guard(body: impl FnOnce() -> Result<(), Error>) -> CtiResult {
         Ok(Ok(())) => CtiResult::Ok,
         Ok(Err(e)) => {
             set_last_error(e.to_string());
+            if let Error::RateLimited { retry_after } = e {
+                RETRY_AFTER.with(|r| r.set(retry_after));
+            }
             code(&e)
         }
         Err(panic) => {
@@ -170,6 +193,37 @@ pub extern "C" fn cti_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn cti_last_error() -> *const c_char {
     LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+/// Seconds to wait after the last `CTI_RESULT_RATE_LIMITED` on this thread
+/// (for an HTTP `Retry-After`); 0 if there was none.
+#[no_mangle]
+pub extern "C" fn cti_last_retry_after() -> u32 {
+    RETRY_AFTER.with(|r| r.get())
+}
+
+/// Replaces the store's claim rate limits (on by default: 60 per minute with
+/// a burst of 10 per address, 1200 per minute with a burst of 512 per /24).
+///
+/// # Safety
+/// `store` is NULL or valid; `limits` is NULL or points to a `CtiLimits`.
+#[no_mangle]
+pub unsafe extern "C" fn cti_store_set_limits(
+    store: *const CtiStore,
+    limits: *const CtiLimits,
+) -> CtiResult {
+    guard(|| {
+        let l = limits
+            .as_ref()
+            .ok_or_else(|| Error::Argument("limits is NULL".into()))?;
+        handle(store)?.set_limits(crate::Limits {
+            per_address_per_minute: l.per_address_per_minute,
+            per_address_burst: l.per_address_burst,
+            per_net24_per_minute: l.per_net24_per_minute,
+            per_net24_burst: l.per_net24_burst,
+        });
+        Ok(())
+    })
 }
 
 /// Frees a string this library returned. NULL is ignored.

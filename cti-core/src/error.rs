@@ -26,6 +26,8 @@ pub enum Error {
     },
     #[error("the stored aggregates disagree with the claims: {0}")]
     Inconsistent(String),
+    #[error("too many claims from this address or its /24: try again in {retry_after} s")]
+    RateLimited { retry_after: u32 },
     #[error("invalid argument: {0}")]
     Argument(String),
     #[error("the store is closed")]

@@ -10,6 +10,7 @@ pub mod addr;
 pub mod aggregates;
 pub mod claim;
 pub mod error;
+pub mod limits;
 pub mod nick;
 pub mod render;
 pub mod store;
@@ -17,6 +18,7 @@ pub mod window;
 pub mod writer;
 
 pub use error::{Error, Result};
+pub use limits::Limits;
 pub use window::{Clock, ManualClock, Micros, SystemClock, Window};
 pub use writer::Claimed;
 
@@ -34,6 +36,7 @@ pub struct Store {
     jobs: Mutex<Option<Sender<Job>>>,
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
+    limiter: limits::Limiter,
     thread: Option<JoinHandle<()>>,
     _checkpointer: store::Checkpointer,
 }
@@ -61,6 +64,7 @@ impl Store {
             jobs: Mutex::new(Some(tx)),
             shared,
             clock,
+            limiter: limits::Limiter::default(),
             thread: Some(thread),
             _checkpointer: checkpointer,
         })
@@ -80,6 +84,11 @@ impl Store {
     pub fn claim_with(&self, ip: &str, nick: &str, done: ClaimDone) -> Result<()> {
         let ip = addr::parse_client(ip)?;
         nick::validate(nick)?;
+        self.limiter
+            .admit(ip, self.clock.now())
+            .map_err(|wait| Error::RateLimited {
+                retry_after: limits::retry_after_secs(wait),
+            })?;
         self.send(Job::Claim {
             ip,
             nick: nick.to_string(),
@@ -98,6 +107,11 @@ impl Store {
         let (tx, rx) = mpsc::sync_channel(1);
         self.send(make(Box::new(move |r| drop(tx.send(r)))))?;
         rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Sets the claim rate limits (on by default: see [`Limits::default`]).
+    pub fn set_limits(&self, limits: Limits) {
+        self.limiter.set(limits);
     }
 
     /// Commits a transaction now: `Ok` while the store can commit.

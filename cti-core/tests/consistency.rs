@@ -77,7 +77,12 @@ fn run_model(seed: u64, steps: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.db");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
-    let mut store = Store::open_with_clock(&path, clock.clone()).unwrap();
+    let open = || {
+        let s = Store::open_with_clock(&path, clock.clone()).unwrap();
+        s.set_limits(cti_core::Limits::OFF);
+        s
+    };
+    let mut store = open();
     let mut model = Model::default();
     let nicks = ["a", "b", "C", "dd"];
     // Steps in time that straddle every window edge over the run.
@@ -94,7 +99,7 @@ fn run_model(seed: u64, steps: usize) {
             0 => clock.advance(steps_us[rng.below(steps_us.len() as u64) as usize]),
             1 if step % 7 == 0 => {
                 drop(store);
-                store = Store::open_with_clock(&path, clock.clone()).unwrap();
+                store = open();
             }
             _ => {
                 // Few blocks and few addresses, so steals and ties are frequent.

@@ -1,6 +1,6 @@
 //! The game rules end to end through the core's Rust API, on a real SQLite file.
 
-use cti_core::{Error, ManualClock, Store, Window};
+use cti_core::{Error, Limits, ManualClock, Store, Window};
 use std::sync::Arc;
 
 const HOUR: i64 = 3_600_000_000;
@@ -20,6 +20,7 @@ impl Game {
         let path = dir.path().join("game.db");
         let clock = Arc::new(ManualClock::new(T0));
         let store = Store::open_with_clock(&path, clock.clone()).unwrap();
+        store.set_limits(Limits::OFF);
         Game {
             _dir: dir,
             path,
@@ -38,7 +39,9 @@ impl Game {
 
     fn reopen(&mut self) {
         self.store = None;
-        self.store = Some(Store::open_with_clock(&self.path, self.clock.clone()).unwrap());
+        let store = Store::open_with_clock(&self.path, self.clock.clone()).unwrap();
+        store.set_limits(Limits::OFF);
+        self.store = Some(store);
     }
 
     fn holder(&self, w: Window, block: usize) -> (Option<String>, bool, u32, u64) {
@@ -325,4 +328,40 @@ fn rusqlite_free_bump(path: &std::path::Path) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+#[test]
+fn rate_limited_claims_are_refused_and_store_nothing() {
+    let g = Game::new();
+    g.s().set_limits(Limits {
+        per_address_per_minute: 60,
+        per_address_burst: 2,
+        ..Limits::OFF
+    });
+    g.claim("18.0.0.1", "alice");
+    g.claim("18.0.0.1", "alice");
+    let refused = g.s().claim("18.0.0.1", "mallory");
+    assert!(
+        matches!(refused, Err(Error::RateLimited { retry_after: 1 })),
+        "{refused:?}"
+    );
+    assert_eq!(g.holder(Window::All, 18).0, some("alice"));
+    assert_eq!(g.s().recent(10).claims.len(), 2);
+    g.clock.advance(1_000_000);
+    g.claim("18.0.0.1", "mallory");
+    assert_eq!(g.holder(Window::All, 18).0, some("mallory"));
+}
+
+#[test]
+fn limits_are_on_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open_with_clock(&dir.path().join("d.db"), Arc::new(ManualClock::new(T0))).unwrap();
+    let results: Vec<_> = (0..20)
+        .map(|_| store.claim("19.0.0.1", "bot").is_ok())
+        .collect();
+    assert_eq!(
+        results.iter().filter(|ok| **ok).count(),
+        Limits::default().per_address_burst as usize
+    );
 }

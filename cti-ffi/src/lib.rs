@@ -5,6 +5,8 @@
 
 pub mod sys;
 
+pub use sys::Limits;
+
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::Path;
 use std::ptr::{self, NonNull};
@@ -24,6 +26,8 @@ pub enum ErrorKind {
     Closed,
     Inconsistent,
     Panic,
+    /// Too many claims from the address or its /24 (see `Error::retry_after`).
+    RateLimited,
     /// A code this wrapper does not know (a newer library).
     Other(c_int),
 }
@@ -31,7 +35,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     fn from_code(rc: c_int) -> ErrorKind {
         use ErrorKind::*;
-        const KINDS: [ErrorKind; 11] = [
+        const KINDS: [ErrorKind; 12] = [
             InvalidArgument,
             InvalidNick,
             InvalidAddress,
@@ -43,6 +47,7 @@ impl ErrorKind {
             Closed,
             Inconsistent,
             Panic,
+            RateLimited,
         ];
         usize::try_from(rc - 1)
             .ok()
@@ -57,13 +62,23 @@ impl ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
+    /// Seconds to wait, for `RateLimited`.
+    pub retry_after: Option<u32>,
 }
 
 impl Error {
     fn argument(what: &str) -> Error {
+        Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{what} contains a NUL byte"),
+        )
+    }
+
+    fn new(kind: ErrorKind, message: String) -> Error {
         Error {
-            kind: ErrorKind::InvalidArgument,
-            message: format!("{what} contains a NUL byte"),
+            kind,
+            message,
+            retry_after: None,
         }
     }
 }
@@ -78,10 +93,12 @@ fn check(rc: c_int) -> Result<()> {
     let message = unsafe { CStr::from_ptr(sys::cti_last_error()) }
         .to_string_lossy()
         .into_owned();
-    Err(Error {
-        kind: ErrorKind::from_code(rc),
-        message,
-    })
+    let mut e = Error::new(ErrorKind::from_code(rc), message);
+    if e.kind == ErrorKind::RateLimited {
+        // SAFETY: no arguments; reads this thread's value.
+        e.retry_after = Some(unsafe { sys::cti_last_retry_after() });
+    }
+    Err(e)
 }
 
 fn c_string(s: &str, what: &str) -> Result<CString> {
@@ -163,10 +180,7 @@ unsafe extern "C" fn claim_done(user_data: *mut c_void, rc: c_int, text: *const 
     let result = if rc == 0 {
         Ok(text)
     } else {
-        Err(Error {
-            kind: ErrorKind::from_code(rc),
-            message: text,
-        })
+        Err(Error::new(ErrorKind::from_code(rc), text))
     };
     // A panic must not unwind into the library's thread.
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(result)));
@@ -174,20 +188,22 @@ unsafe extern "C" fn claim_done(user_data: *mut c_void, rc: c_int, text: *const 
 
 impl Store {
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        let path = path.as_ref().to_str().ok_or_else(|| Error {
-            kind: ErrorKind::InvalidArgument,
-            message: format!("{} is not valid UTF-8", path.as_ref().display()),
+        let path = path.as_ref().to_str().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                format!("{} is not valid UTF-8", path.as_ref().display()),
+            )
         })?;
         let path = c_string(path, "path")?;
         let mut raw = ptr::null_mut();
         // SAFETY: valid C string and out pointer.
         check(unsafe { sys::cti_store_open(path.as_ptr(), &mut raw) })?;
-        NonNull::new(raw)
-            .map(|raw| Store { raw })
-            .ok_or_else(|| Error {
-                kind: ErrorKind::OpenFailed,
-                message: "cti_store_open returned no handle".into(),
-            })
+        NonNull::new(raw).map(|raw| Store { raw }).ok_or_else(|| {
+            Error::new(
+                ErrorKind::OpenFailed,
+                "cti_store_open returned no handle".into(),
+            )
+        })
     }
 
     fn raw(&self) -> *const sys::CtiStore {
@@ -260,6 +276,12 @@ impl Store {
     pub fn recent_compat_json(&self, limit: u32) -> Result<String> {
         // SAFETY: valid handle.
         out_string(|out| unsafe { sys::cti_recent_compat_json(self.raw(), limit, out) })
+    }
+
+    /// Replaces the claim rate limits (a rate of 0 turns that limit off).
+    pub fn set_limits(&self, limits: sys::Limits) -> Result<()> {
+        // SAFETY: valid handle and struct.
+        check(unsafe { sys::cti_store_set_limits(self.raw(), &limits) })
     }
 
     /// `Ok` while the store can commit (runs a real transaction).

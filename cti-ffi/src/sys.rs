@@ -9,6 +9,16 @@ pub struct CtiStore {
     _private: [u8; 0],
 }
 
+/// `CtiLimits` of the header.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_address_per_minute: u32,
+    pub per_address_burst: u32,
+    pub per_net24_per_minute: u32,
+    pub per_net24_burst: u32,
+}
+
 pub type Callback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, result: c_int, text: *const c_char)>;
 
@@ -17,6 +27,8 @@ extern "C" {
     pub fn cti_abi_version() -> u32;
     pub fn cti_version() -> *const c_char;
     pub fn cti_last_error() -> *const c_char;
+    pub fn cti_last_retry_after() -> u32;
+    pub fn cti_store_set_limits(store: *const CtiStore, limits: *const Limits) -> c_int;
     pub fn cti_string_free(s: *mut c_char);
     pub fn cti_store_open(path: *const c_char, out: *mut *mut CtiStore) -> c_int;
     pub fn cti_store_close(store: *mut CtiStore);

@@ -129,3 +129,40 @@ fn abi_version_matches_this_wrapper() {
     assert_eq!(cti_ffi::abi_version().0, 1);
     assert_eq!(cti_ffi::version(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn rate_limit_reports_retry_after_and_can_be_changed() {
+    let (_dir, store) = open();
+    store
+        .set_limits(cti_ffi::Limits {
+            per_address_per_minute: 30,
+            per_address_burst: 1,
+            per_net24_per_minute: 0,
+            per_net24_burst: 0,
+        })
+        .unwrap();
+    store.claim("5.5.5.5", "first").unwrap();
+    let e = store.claim("5.5.5.5", "second").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert_eq!(e.retry_after, Some(2), "{}", e.message);
+    let (tx, rx) = mpsc::channel::<()>();
+    let e = store
+        .claim_with("5.5.5.5", "third", move |_| tx.send(()).unwrap())
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(100)).is_err(),
+        "refused claim called back"
+    );
+    let blocks = json(&store.blocks_json(None).unwrap());
+    assert_eq!(blocks["blocks"][5]["holder"], "first");
+    store
+        .set_limits(cti_ffi::Limits {
+            per_address_per_minute: 0,
+            per_address_burst: 0,
+            per_net24_per_minute: 0,
+            per_net24_burst: 0,
+        })
+        .unwrap();
+    store.claim("5.5.5.5", "fourth").unwrap();
+}
