@@ -37,6 +37,10 @@ pub struct Store {
     shared: Arc<Shared>,
     clock: Arc<dyn Clock>,
     limiter: limits::Limiter,
+    /// Beside the database: `health` writes and removes it to see that the
+    /// filesystem takes new data (SQLite can commit small transactions into
+    /// WAL space it already holds on a full disk).
+    probe: std::path::PathBuf,
     thread: Option<JoinHandle<()>>,
     _checkpointer: store::Checkpointer,
 }
@@ -65,6 +69,7 @@ impl Store {
             shared,
             clock,
             limiter: limits::Limiter::default(),
+            probe: probe_path(path),
             thread: Some(thread),
             _checkpointer: checkpointer,
         })
@@ -114,12 +119,15 @@ impl Store {
         self.limiter.set(limits);
     }
 
-    /// Commits a transaction now: `Ok` while the store can commit.
+    /// `Ok` while the store can commit: commits a transaction, and writes and
+    /// syncs a small file beside the database.
     pub fn health(&self) -> Result<()> {
         if writer::on_writer_thread() {
             return Ok(());
         }
-        self.wait(Job::Sync)
+        self.wait(Job::Sync)?;
+        write_probe(&self.probe)
+            .map_err(|e| Error::Unavailable(format!("cannot write beside the database: {e}")))
     }
 
     /// Recounts every aggregate from the claims table and compares.
@@ -173,6 +181,25 @@ impl Store {
     pub fn recent_compat(&self, limit: usize) -> render::RecentCompat {
         render::recent_compat(&self.view(), limit.min(RECENT_MAX), self.clock.now())
     }
+}
+
+/// Size of the health probe: about what a large batch adds to the WAL.
+const PROBE_BYTES: usize = 256 * 1024;
+
+fn probe_path(db: &Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap_or_default().to_os_string();
+    name.push("-probe");
+    db.with_file_name(name)
+}
+
+fn write_probe(path: &Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let result = std::fs::File::create(path).and_then(|mut f| {
+        f.write_all(&[0u8; PROBE_BYTES])?;
+        f.sync_all()
+    });
+    let _ = std::fs::remove_file(path);
+    result
 }
 
 impl Drop for Store {
