@@ -6,21 +6,44 @@
 use std::path::{Path, PathBuf};
 
 include!("../build/rpath.rs");
+include!("../build/abi_major.rs");
 
 fn main() {
     println!("cargo:rerun-if-env-changed=CTI_CORE_LIB_DIR");
     println!("cargo:rerun-if-env-changed=CTI_CORE_USE_PKG_CONFIG");
-    let dir = from_env().or_else(from_pkg_config).or_else(from_build_tree).unwrap_or_else(|| {
+    let found = from_env().or_else(from_pkg_config);
+    let in_tree = found.is_none();
+    let dir = found.or_else(from_build_tree).unwrap_or_else(|| {
         panic!(
             "cannot locate libcti_core.so: set CTI_CORE_LIB_DIR to the directory that holds it \
              (for example target/release/deps), or install cti_core.pc and set CTI_CORE_USE_PKG_CONFIG=1"
         )
     });
+    if in_tree {
+        link_soname(&dir);
+    }
     println!("cargo:rustc-link-search=native={}", dir.display());
     // Tells dependents (through DEP_CTI_CORE_LIB_DIR) where the library is.
     println!("cargo:lib_dir={}", dir.display());
     // For this crate's own tests.
     emit_rpath();
+}
+
+/// Binaries record the library's SONAME (`libcti_core.so.N`) as NEEDED, so
+/// the build tree needs that name beside the file cargo writes. The link may
+/// be made before the library is built; it resolves once it is.
+fn link_soname(deps: &Path) {
+    let major = abi_major(Path::new("../cti-core/src/abi.rs"));
+    for dir in [
+        deps.to_path_buf(),
+        deps.parent().map(Path::to_path_buf).unwrap_or_default(),
+    ] {
+        let link = dir.join(format!("libcti_core.so.{major}"));
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink("libcti_core.so", &link)
+                .unwrap_or_else(|e| panic!("cannot create {}: {e}", link.display()));
+        }
+    }
 }
 
 fn from_env() -> Option<PathBuf> {
