@@ -80,6 +80,11 @@ typedef enum CtiResult {
    * An internal error (a caught panic).
    */
   CTI_RESULT_PANIC = 11,
+  /**
+   * Too many claims from the address or its /24; `cti_last_retry_after()`
+   * says how many seconds to wait. Nothing was stored.
+   */
+  CTI_RESULT_RATE_LIMITED = 12,
 } CtiResult;
 
 /**
@@ -87,6 +92,29 @@ typedef enum CtiResult {
  * once, except that `cti_store_close` must not race with other calls on it.
  */
 typedef struct CtiStore CtiStore;
+
+/**
+ * Claim rate limits: token buckets per client address and per /24. A rate
+ * of 0 turns that limit off. Memory for the buckets is fixed.
+ */
+typedef struct CtiLimits {
+  /**
+   * Claims per minute refilled into each address's bucket.
+   */
+  uint32_t per_address_per_minute;
+  /**
+   * Claims an address may make at once.
+   */
+  uint32_t per_address_burst;
+  /**
+   * Claims per minute refilled into each /24's bucket.
+   */
+  uint32_t per_net24_per_minute;
+  /**
+   * Claims a /24 may make at once.
+   */
+  uint32_t per_net24_burst;
+} CtiLimits;
 
 /**
  * Completion of `cti_claim_async`, called once on a thread of the library
@@ -115,6 +143,21 @@ const char *cti_version(void);
  * the next failing call on this thread; do not free.
  */
 const char *cti_last_error(void);
+
+/**
+ * Seconds to wait after the last `CTI_RESULT_RATE_LIMITED` on this thread
+ * (for an HTTP `Retry-After`); 0 if there was none.
+ */
+uint32_t cti_last_retry_after(void);
+
+/**
+ * Replaces the store's claim rate limits (on by default: 60 per minute with
+ * a burst of 10 per address, 1200 per minute with a burst of 512 per /24).
+ *
+ * # Safety
+ * `store` is NULL or valid; `limits` is NULL or points to a `CtiLimits`.
+ */
+enum CtiResult cti_store_set_limits(const struct CtiStore *store, const struct CtiLimits *limits);
 
 /**
  * Frees a string this library returned. NULL is ignored.
