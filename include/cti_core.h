@@ -270,6 +270,17 @@ enum CtiResult cti_score_compat_json(const struct CtiStore *store,
 enum CtiResult cti_recent_compat_json(const struct CtiStore *store, uint32_t limit, char **out);
 
 /**
+ * Counters since the store was opened, for metrics:
+ * `{"claims_committed","claims_failed","claims_rate_limited","commits","commits_failed",
+ *   "batch_size":{"buckets":[[le,count],...],"count","sum"},"commit_latency_us":{...}}`
+ * (histogram buckets are cumulative).
+ *
+ * # Safety
+ * `store` is NULL or valid; `out` is writable.
+ */
+enum CtiResult cti_stats_json(const struct CtiStore *store, char **out);
+
+/**
  * Checks a nickname against the rules without claiming anything.
  *
  * # Safety

@@ -444,6 +444,26 @@ pub unsafe extern "C" fn cti_recent_compat_json(
     })
 }
 
+/// Counters since the store was opened, for metrics:
+/// `{"claims_committed","claims_failed","claims_rate_limited","commits","commits_failed",
+///   "batch_size":{"buckets":[[le,count],...],"count","sum"},"commit_latency_us":{...}}`
+/// (histogram buckets are cumulative).
+///
+/// # Safety
+/// `store` is NULL or valid; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cti_stats_json(
+    store: *const CtiStore,
+    out: *mut *mut c_char,
+) -> CtiResult {
+    guard(|| {
+        clear(out)?;
+        let json = render::to_json(&handle(store)?.stats());
+        give(out, json);
+        Ok(())
+    })
+}
+
 /// Checks a nickname against the rules without claiming anything.
 ///
 /// # Safety

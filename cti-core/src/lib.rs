@@ -13,6 +13,7 @@ pub mod error;
 pub mod limits;
 pub mod nick;
 pub mod render;
+pub mod stats;
 pub mod store;
 pub mod window;
 pub mod writer;
@@ -89,11 +90,12 @@ impl Store {
     pub fn claim_with(&self, ip: &str, nick: &str, done: ClaimDone) -> Result<()> {
         let ip = addr::parse_client(ip)?;
         nick::validate(nick)?;
-        self.limiter
-            .admit(ip, self.clock.now())
-            .map_err(|wait| Error::RateLimited {
+        self.limiter.admit(ip, self.clock.now()).map_err(|wait| {
+            self.shared.stats.rate_limited();
+            Error::RateLimited {
                 retry_after: limits::retry_after_secs(wait),
-            })?;
+            }
+        })?;
         self.send(Job::Claim {
             ip,
             nick: nick.to_string(),
@@ -172,6 +174,11 @@ impl Store {
             Some(u) if !u.standing.is_empty() => Ok(u),
             _ => Err(Error::NotFound(nick.to_string())),
         }
+    }
+
+    /// Counters since the store was opened.
+    pub fn stats(&self) -> stats::StatsJson {
+        self.shared.stats.snapshot()
     }
 
     pub fn score_compat(&self, window: Window) -> render::ScoreCompat {

@@ -72,6 +72,7 @@ pub struct Shared {
     pub expiry_due: AtomicI64,
     /// Whether the last transaction committed.
     pub writable: AtomicBool,
+    pub stats: crate::stats::Stats,
 }
 
 thread_local! {
@@ -122,6 +123,7 @@ impl Writer {
             }),
             expiry_due: AtomicI64::new(due),
             writable: AtomicBool::new(true),
+            stats: crate::stats::Stats::default(),
         });
         let staged = Staged {
             ids,
@@ -192,10 +194,18 @@ impl Writer {
         }
         let requests: Vec<(Ipv4Addr, &str)> =
             claims.iter().map(|(ip, n)| (*ip, n.as_str())).collect();
+        let started = std::time::Instant::now();
         let outcome = self.commit(&requests);
         self.shared
             .writable
             .store(outcome.is_ok(), Ordering::Release);
+        match &outcome {
+            Ok(_) => self
+                .shared
+                .stats
+                .committed(requests.len(), started.elapsed()),
+            Err(_) => self.shared.stats.failed(requests.len()),
+        }
         match outcome {
             Ok(mut publication) => {
                 publication.replies = replies;

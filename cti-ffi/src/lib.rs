@@ -284,6 +284,12 @@ impl Store {
         check(unsafe { sys::cti_store_set_limits(self.raw(), &limits) })
     }
 
+    /// Counters for metrics (see `cti_stats_json` in the header).
+    pub fn stats_json(&self) -> Result<String> {
+        // SAFETY: valid handle.
+        out_string(|out| unsafe { sys::cti_stats_json(self.raw(), out) })
+    }
+
     /// `Ok` while the store can commit (runs a real transaction).
     pub fn health(&self) -> Result<()> {
         // SAFETY: valid handle.

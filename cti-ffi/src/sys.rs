@@ -72,6 +72,7 @@ extern "C" {
         limit: u32,
         out: *mut *mut c_char,
     ) -> c_int;
+    pub fn cti_stats_json(store: *const CtiStore, out: *mut *mut c_char) -> c_int;
     pub fn cti_validate_nick(nick: *const c_char) -> c_int;
     pub fn cti_health(store: *const CtiStore) -> c_int;
     pub fn cti_check(store: *const CtiStore) -> c_int;

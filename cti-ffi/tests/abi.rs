@@ -166,3 +166,27 @@ fn rate_limit_reports_retry_after_and_can_be_changed() {
         .unwrap();
     store.claim("5.5.5.5", "fourth").unwrap();
 }
+
+#[test]
+fn stats_count_commits_and_refusals() {
+    let (_dir, store) = open();
+    for i in 0..5 {
+        store.claim(&format!("6.0.0.{i}"), "counted").unwrap();
+    }
+    store
+        .set_limits(cti_ffi::Limits {
+            per_address_per_minute: 1,
+            per_address_burst: 1,
+            per_net24_per_minute: 0,
+            per_net24_burst: 0,
+        })
+        .unwrap();
+    store.claim("6.0.1.1", "counted").unwrap();
+    assert!(store.claim("6.0.1.1", "counted").is_err());
+    let s = json(&store.stats_json().unwrap());
+    assert_eq!(s["claims_committed"], 6);
+    assert_eq!(s["claims_rate_limited"], 1);
+    assert_eq!(s["batch_size"]["sum"], 6);
+    assert!(s["commits"].as_u64().unwrap() >= 1);
+    assert_eq!(s["commit_latency_us"]["count"], s["commits"]);
+}
