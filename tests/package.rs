@@ -69,6 +69,7 @@ fn installed_tree_uses_the_installed_library() {
         "include/cti_core.h".into(),
         "lib/pkgconfig/cti_core.pc".into(),
         "lib/systemd/system/cti-edge.service".into(),
+        "lib/python3/dist-packages/cti_core.py".into(),
     ] {
         assert!(p.join(&rel).exists(), "{rel} not installed");
     }
@@ -94,6 +95,45 @@ fn installed_tree_uses_the_installed_library() {
     assert!(
         unit.contains(&format!("ExecStart={}/bin/cti-edge", p.display())),
         "{unit}"
+    );
+    // The C example against the installed copy, through pkg-config only.
+    let cflags = run(clean("pkg-config")
+        .args(["--cflags", "--libs", "cti_core"])
+        .env("PKG_CONFIG_PATH", p.join("lib/pkgconfig")));
+    let exe = p.join("claim-example");
+    run(clean("sh").arg("-c").arg(format!(
+        "cc {} -pthread {} {} -Wl,-rpath,{}/lib -o {}",
+        cti::workspace_root().join("examples/claim.c").display(),
+        cflags.trim(),
+        "-std=c11",
+        p.display(),
+        exe.display()
+    )));
+    let lib = resolved_core(&run(clean("ldd").arg(&exe)));
+    assert!(
+        lib.starts_with(std::fs::canonicalize(p).unwrap()),
+        "example resolves {}",
+        lib.display()
+    );
+    run(clean(&exe).arg(p.join("c.db")));
+    // The installed Python module finds the installed library by itself.
+    let py = run(clean("python3")
+        .arg("-c")
+        .arg("import cti_core, os; s = cti_core.Store(os.environ['DB']); print(s.claim('1.2.3.4', 'py')['name']); print(cti_core._lib._name)")
+        .env("PYTHONPATH", p.join("lib/python3/dist-packages"))
+        .env("DB", p.join("py.db")));
+    assert!(
+        py.starts_with(
+            "py
+"
+        ),
+        "{py}"
+    );
+    let loaded = std::fs::canonicalize(py.lines().nth(1).unwrap()).unwrap();
+    assert!(
+        loaded.starts_with(std::fs::canonicalize(p).unwrap()),
+        "python loaded {}",
+        loaded.display()
     );
     let pc = run(clean("pkg-config")
         .args(["--cflags", "--libs", "cti_core"])
