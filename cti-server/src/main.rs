@@ -1,3 +1,132 @@
-fn main() {
-    println!("cti-server, core {}", cti_ffi::version());
+//! `cti-server`: the game over plain HTTP/1.1 and h2c, for running behind an
+//! HTTP reverse proxy (or locally). For TLS and the PROXY protocol, run
+//! `cti-edge`.
+
+use clap::Parser;
+use cti_server::{App, Cidr, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Capture The IP: the HTTP game server (plain HTTP/1.1 and h2c).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CTI_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The SQLite database file (created if missing).
+    #[arg(long, env = "CTI_DB", default_value = "cti.db")]
+    db: PathBuf,
+    /// A proxy whose X-Forwarded-For / Forwarded headers are trusted (CIDR or
+    /// address); repeat the flag or separate with commas.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CTI_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<Cidr>,
+    /// Claims per minute per client address (0: no limit).
+    #[arg(long, env = "CTI_CLAIMS_PER_MINUTE", default_value_t = 60)]
+    claims_per_minute: u32,
+    /// Claims an address may make at once.
+    #[arg(long, env = "CTI_CLAIM_BURST", default_value_t = 10)]
+    claim_burst: u32,
+    /// Claims per minute per /24 (0: no limit).
+    #[arg(long, env = "CTI_NET24_CLAIMS_PER_MINUTE", default_value_t = 1200)]
+    net24_claims_per_minute: u32,
+    /// Claims a /24 may make at once.
+    #[arg(long, env = "CTI_NET24_CLAIM_BURST", default_value_t = 512)]
+    net24_claim_burst: u32,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
+    grace: u64,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "CTI_LOG_JSON")]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => fail(&msg),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    tracing::error!("{msg}");
+    eprintln!("cti-server: {msg}");
+    ExitCode::FAILURE
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let store = cti_ffi::Store::open(&args.db)
+        .map_err(|e| format!("opening {}: {e}", args.db.display()))?;
+    store
+        .set_limits(cti_ffi::Limits {
+            per_address_per_minute: args.claims_per_minute,
+            per_address_burst: args.claim_burst,
+            per_net24_per_minute: args.net24_claims_per_minute,
+            per_net24_burst: args.net24_claim_burst,
+        })
+        .map_err(|e| format!("setting claim limits: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = App::new(
+        store,
+        Config {
+            trusted_proxies: args.trusted_proxies,
+        },
+    );
+    tracing::info!(db = %args.db.display(), core = cti_ffi::version(), "cti-server listening on http://{local}/");
+    println!("cti-server: serving http://{local}/");
+    cti_server::serve(
+        listener,
+        app,
+        shutdown_signal(),
+        Duration::from_secs(args.grace),
+    )
+    .await
+    .map_err(|e| format!("serving: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
 }

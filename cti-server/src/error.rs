@@ -1,0 +1,62 @@
+//! Errors as the HTTP interface states them: a status, a machine code and a
+//! sentence for a person, rendered as JSON `{"error","message"}`.
+
+use cti_ffi::ErrorKind;
+use hyper::StatusCode;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for `429`.
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "There is nothing at this address.",
+        )
+    }
+
+    pub fn json(&self) -> String {
+        serde_json::json!({ "error": self.code, "message": self.message }).to_string()
+    }
+}
+
+impl From<cti_ffi::Error> for ApiError {
+    fn from(e: cti_ffi::Error) -> ApiError {
+        let (status, code) = match e.kind {
+            ErrorKind::InvalidNick => (StatusCode::BAD_REQUEST, "invalid_name"),
+            ErrorKind::InvalidAddress => (StatusCode::BAD_REQUEST, "invalid_address"),
+            ErrorKind::NotIpv4 => (StatusCode::BAD_REQUEST, "not_ipv4"),
+            ErrorKind::UnknownWindow => (StatusCode::BAD_REQUEST, "unknown_window"),
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ErrorKind::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            ErrorKind::Unavailable | ErrorKind::Closed => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError {
+            status,
+            code,
+            message: e.message,
+            retry_after: e.retry_after,
+        }
+    }
+}
