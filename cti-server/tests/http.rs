@@ -1,0 +1,487 @@
+//! The HTTP interface over real sockets, against a real store in a temp dir.
+
+use cti_server::{App, Config};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+struct Server {
+    addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start(config: Config, limits: Option<cti_ffi::Limits>) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cti_ffi::Store::open(dir.path().join("http.db")).unwrap();
+        store
+            .set_limits(limits.unwrap_or(cti_ffi::Limits {
+                per_address_per_minute: 0,
+                per_address_burst: 0,
+                per_net24_per_minute: 0,
+                per_net24_burst: 0,
+            }))
+            .unwrap();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let app = App::new(store, config);
+                cti_server::serve(
+                    listener,
+                    app,
+                    async { drop(stopped.await) },
+                    Duration::from_secs(2),
+                )
+                .await
+                .unwrap();
+            });
+        });
+        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    fn plain() -> Server {
+        Server::start(Config::default(), None)
+    }
+
+    /// Sends a raw HTTP/1.1 request (adding Host and Connection: close).
+    fn raw(&self, request_line: &str, headers: &[&str]) -> Reply {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut req = format!(
+            "{request_line}\r\nHost: {}\r\nConnection: close\r\n",
+            self.addr
+        );
+        for h in headers {
+            req.push_str(h);
+            req.push_str("\r\n");
+        }
+        req.push_str("\r\n");
+        s.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).unwrap();
+        Reply::parse(&buf)
+    }
+
+    fn get(&self, path: &str, headers: &[&str]) -> Reply {
+        self.raw(&format!("GET {path} HTTP/1.1"), headers)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn parse(raw: &[u8]) -> Reply {
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("end of headers");
+        let head = std::str::from_utf8(&raw[..split]).unwrap();
+        let mut lines = head.split("\r\n");
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let mut body = raw[split + 4..].to_vec();
+        if headers
+            .iter()
+            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
+        {
+            body = dechunk(&body);
+        }
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let end = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[end + 2..end + 2 + n]);
+        b = &b[end + 4 + n..];
+    }
+}
+
+const JSON: &str = "Accept: application/json";
+
+#[test]
+fn claim_answers_follow_accept() {
+    let s = Server::plain();
+    let r = s.get("/claim?name=alice", &[JSON]);
+    assert_eq!(r.status, 200);
+    let c = r.json();
+    assert_eq!(
+        (c["ip"].as_str(), c["name"].as_str(), c["block"].as_u64()),
+        (Some("127.0.0.1"), Some("alice"), Some(127))
+    );
+    assert!(c["claimed_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(r.header("cache-control"), Some("private, no-store"));
+    assert_eq!(r.header("vary"), Some("Accept"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+
+    let r = s.get("/claim/bob", &["Accept: text/plain"]);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "The IP 127.0.0.1 was claimed for bob.\n")
+    );
+    let r = s.get(
+        "/claim?name=carol",
+        &["Accept: image/webp,image/*,*/*;q=0.8"],
+    );
+    assert_eq!(r.header("content-type"), Some("image/gif"));
+    assert!(r.body.starts_with(b"GIF89a"));
+    let r = s.get("/claim?name=dave", &[]);
+    assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
+    assert!(
+        r.text().contains("The IP 127.0.0.1 was claimed for dave."),
+        "{}",
+        r.text()
+    );
+    let r = s.raw(
+        "POST /claim?name=erin HTTP/1.1",
+        &[JSON, "Content-Length: 0"],
+    );
+    assert_eq!(
+        (r.status, r.json()["name"].as_str()),
+        (200, Some("erin")),
+        "any method claims"
+    );
+    let r = s.raw(
+        "GET http://example.invalid/claim?name=frank HTTP/1.1",
+        &[JSON],
+    );
+    assert_eq!(
+        (r.status, r.json()["name"].as_str()),
+        (200, Some("frank")),
+        "absolute form"
+    );
+}
+
+#[test]
+fn bad_claims_get_clear_errors_and_pages_never_carry_markup() {
+    let s = Server::plain();
+    let r = s.get("/claim?name=%3Cscript%3Ealert(1)%3C/script%3E", &[]);
+    assert_eq!(r.status, 400);
+    let page = r.text();
+    assert!(!page.contains("<script"), "{page}");
+    assert!(page.contains("&lt;"), "{page}");
+    let r = s.get("/claim?name=bad%20name", &[JSON]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_name"))
+    );
+    assert!(r.json()["message"].as_str().unwrap().contains("' '"));
+    let r = s.get("/claim", &[JSON]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("missing_name"))
+    );
+    let r = s.get("/claim?name=%ZZ", &[JSON]);
+    assert_eq!(r.status, 400);
+    let r = s.get(&format!("/claim?name={}", "x".repeat(41)), &[JSON]);
+    assert_eq!(r.status, 400);
+    assert!(
+        s.get("/api/recent", &[]).json()["claims"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "nothing stored"
+    );
+}
+
+#[test]
+fn read_api_shapes() {
+    let s = Server::plain();
+    for n in ["alice", "alice", "bob"] {
+        assert_eq!(s.get(&format!("/claim?name={n}"), &[JSON]).status, 200);
+    }
+    assert_eq!(s.get("/api/ip", &[]).json()["ip"], "127.0.0.1");
+    let recent = s.get("/api/recent?limit=1", &[]).json();
+    assert_eq!(recent["claims"].as_array().unwrap().len(), 1);
+    assert_eq!(recent["claims"][0]["name"], "bob");
+    assert_eq!(s.get("/api/recent?limit=x", &[]).status, 400);
+    let blocks = s.get("/api/blocks", &[]).json();
+    assert_eq!(blocks["blocks"].as_array().unwrap().len(), 256);
+    assert_eq!(blocks["blocks"][127]["holder"], "bob");
+    assert!(blocks["updated_at"].as_str().is_some());
+    let ranks = s.get("/api/ranks?window=hour", &[]).json();
+    assert_eq!(
+        (
+            ranks["window"].as_str(),
+            ranks["rankings"][0]["name"].as_str()
+        ),
+        (Some("hour"), Some("bob"))
+    );
+    assert_eq!(
+        s.get("/api/ranks?window=fortnight", &[]).json()["error"],
+        "unknown_window"
+    );
+    let u = s.get("/api/users/bob", &[]).json();
+    assert_eq!(
+        (
+            u["blocks_held"].as_u64(),
+            u["standing"][0]["block"].as_u64()
+        ),
+        (Some(1), Some(127))
+    );
+    assert_eq!(
+        s.get("/api/users/alice", &[]).status,
+        404,
+        "alice lost her only address"
+    );
+    assert_eq!(s.get("/api/users/bad%20name", &[]).status, 400);
+    let r = s.get("/healthz", &[]);
+    assert_eq!((r.status, r.text().as_str()), (200, "ok\n"));
+    let score = s.get("/score", &[]).json();
+    assert_eq!(score["score"]["bob"], serde_json::json!([[127, 1]]));
+    assert_eq!(score["now"].as_array().unwrap().len(), 2);
+    assert_eq!(s.get("/score/hour", &[]).status, 200);
+    let compat = s.get("/recent", &[]).json();
+    assert_eq!(compat["recent"][0][0], 0x7f00_0001u32);
+    assert_eq!(s.get("/ip", &[]).text(), "127.0.0.1\n");
+}
+
+#[test]
+fn http_semantics() {
+    let s = Server::plain();
+    let r = s.get("/api/blocks", &[]);
+    let tag = r.header("etag").unwrap().to_string();
+    assert_eq!(
+        s.get("/api/blocks", &[&format!("If-None-Match: {tag}")])
+            .status,
+        304
+    );
+    let head = s.raw("HEAD /api/blocks HTTP/1.1", &[]);
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(s.raw("DELETE /api/blocks HTTP/1.1", &[]).status, 405);
+    assert!(s
+        .raw("PUT /api/ranks HTTP/1.1", &["Content-Length: 0"])
+        .header("allow")
+        .is_some());
+    assert_eq!(
+        s.raw("POST /api/ip HTTP/1.1", &["Content-Length: 100000000"])
+            .status,
+        413
+    );
+    assert_eq!(
+        s.get(&format!("/api/blocks?x={}", "a".repeat(9000)), &[])
+            .status,
+        414
+    );
+    let r = s.get("/nope", &[]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (404, Some("not_found"))
+    );
+}
+
+#[test]
+fn pages_and_assets() {
+    let s = Server::plain();
+    let home = s.get("/", &[]);
+    assert_eq!(home.status, 200);
+    let html = home.text();
+    assert!(html.contains("id=\"grid\""));
+    assert!(home
+        .header("content-security-policy")
+        .unwrap()
+        .contains("default-src 'self'"));
+    assert_eq!(home.header("x-content-type-options"), Some("nosniff"));
+    let js = html
+        .split("src=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let asset = s.get(&js, &["Accept-Encoding: gzip"]);
+    assert_eq!(asset.status, 200);
+    assert_eq!(asset.header("content-encoding"), Some("gzip"));
+    assert!(asset.header("cache-control").unwrap().contains("immutable"));
+    let tag = asset.header("etag").unwrap().to_string();
+    assert_eq!(s.get(&js, &[&format!("If-None-Match: {tag}")]).status, 304);
+    assert_eq!(s.get("/about", &[]).status, 200);
+    assert_eq!(s.get("/player?name=bob", &[]).status, 200);
+    assert_eq!(s.get("/favicon.ico", &[]).status, 200);
+}
+
+#[test]
+fn forwarded_headers_count_only_from_trusted_proxies() {
+    let trusting = Server::start(
+        Config {
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        },
+        None,
+    );
+    let r = trusting.get(
+        "/claim?name=viaproxy",
+        &[JSON, "X-Forwarded-For: 203.0.113.9, 127.0.0.5"],
+    );
+    assert_eq!(r.json()["ip"], "203.0.113.9");
+    let r = trusting.get("/api/ip", &["Forwarded: for=\"198.51.100.7:555\""]);
+    assert_eq!(r.json()["ip"], "198.51.100.7");
+    let r = trusting.get("/claim?name=v6", &[JSON, "X-Forwarded-For: 2001:db8::1"]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("not_ipv4"))
+    );
+    let plain = Server::plain();
+    let r = plain.get(
+        "/claim?name=spoofer",
+        &[JSON, "X-Forwarded-For: 203.0.113.9"],
+    );
+    assert_eq!(
+        r.json()["ip"],
+        "127.0.0.1",
+        "an untrusted peer's header is ignored"
+    );
+}
+
+#[test]
+fn rate_limited_claims_get_429_with_retry_after() {
+    let limits = cti_ffi::Limits {
+        per_address_per_minute: 30,
+        per_address_burst: 1,
+        per_net24_per_minute: 0,
+        per_net24_burst: 0,
+    };
+    let s = Server::start(Config::default(), Some(limits));
+    assert_eq!(s.get("/claim?name=a", &[JSON]).status, 200);
+    let r = s.get("/claim?name=a", &[JSON]);
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert_eq!(r.header("retry-after"), Some("2"));
+    assert_eq!(
+        s.get("/api/blocks", &[]).status,
+        200,
+        "reads are not limited"
+    );
+}
+
+#[test]
+fn event_stream_delivers_a_claim_from_another_client() {
+    let s = Server::plain();
+    let mut stream = TcpStream::connect(s.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET /api/stream HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Wait for the stream to open before claiming.
+    while !String::from_utf8_lossy(&seen).contains(": connected") {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("text/event-stream"));
+    assert_eq!(s.get("/claim?name=streamed", &[JSON]).status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !String::from_utf8_lossy(&seen).contains("\"name\":\"streamed\"") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no claim event: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "stream closed");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("event: claim"));
+}
+
+#[test]
+fn h2c_with_prior_knowledge() {
+    use http_body_util::{BodyExt, Empty};
+    let s = Server::plain();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tcp),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("http://{}/api/ip", s.addr))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.version(), hyper::Version::HTTP_2);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], br#"{"ip":"127.0.0.1"}"#);
+    });
+}
