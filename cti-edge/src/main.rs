@@ -1,3 +1,196 @@
-fn main() {
-    println!("cti-edge, core {}", cti_ffi::version());
+//! `cti-edge`: the production frontend. Behind a TCP load balancer that sends
+//! the PROXY protocol (or facing clients directly), it terminates TLS itself
+//! and serves the game over HTTP/1.1 and HTTP/2 on one port, plain HTTP too.
+
+use clap::Parser;
+use cti_edge::conn::{Edge, PlainHttp};
+use cti_edge::limits::{Limits, Timeouts};
+use cti_edge::tls::{Files, Tls};
+use cti_server::cli::{self, ClaimLimits};
+use cti_server::{App, Cidr, Config};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Capture The IP edge: PROXY protocol, TLS, HTTP/1.1 and HTTP/2.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "CTI_LISTEN", default_value = "127.0.0.1:8443")]
+    listen: SocketAddr,
+    /// The SQLite database file (created if missing).
+    #[arg(long, env = "CTI_DB", default_value = "cti.db")]
+    db: PathBuf,
+    /// A load balancer (CIDR or address) that must send a PROXY v1/v2 header;
+    /// repeat or separate with commas. Others must not send one.
+    #[arg(long = "proxy-from", env = "CTI_PROXY_FROM", value_delimiter = ',')]
+    proxy_from: Vec<Cidr>,
+    /// PEM certificate chain; with --tls-key. Without both, a self-signed
+    /// certificate is made at start.
+    #[arg(long, env = "CTI_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "CTI_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Plain HTTP on the same port: serve it, redirect it to HTTPS, or refuse it.
+    #[arg(long, env = "CTI_PLAIN_HTTP", value_enum, default_value = "allow")]
+    plain_http: PlainHttp,
+    /// Trusted HTTP proxies for X-Forwarded-For / Forwarded (rarely needed here).
+    #[arg(
+        long = "trusted-proxy",
+        env = "CTI_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<Cidr>,
+    /// Most open connections.
+    #[arg(long, env = "CTI_MAX_CONNECTIONS", default_value_t = 20_000)]
+    max_connections: usize,
+    /// Most open connections per client address.
+    #[arg(long, env = "CTI_MAX_PER_SOURCE", default_value_t = 64)]
+    max_per_source: usize,
+    /// Seconds for a balancer's PROXY header (at least 3).
+    #[arg(long, env = "CTI_PROXY_TIMEOUT", default_value_t = 5)]
+    proxy_timeout: u64,
+    /// Seconds for the TLS handshake.
+    #[arg(long, env = "CTI_HANDSHAKE_TIMEOUT", default_value_t = 10)]
+    handshake_timeout: u64,
+    /// Seconds for request headers, and idle between requests.
+    #[arg(long, env = "CTI_REQUEST_TIMEOUT", default_value_t = 30)]
+    request_timeout: u64,
+    /// Seconds in-flight requests get after SIGTERM/SIGINT.
+    #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
+    grace: u64,
+    #[command(flatten)]
+    limits: ClaimLimits,
+    /// Check the configuration (certificate, key, database) and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "CTI_LOG_JSON")]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    cli::init_logging(args.log_json);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => fail(&msg),
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    tracing::error!("{msg}");
+    eprintln!("cti-edge: {msg}");
+    ExitCode::FAILURE
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.proxy_timeout < cti_edge::proxy::MIN_TIMEOUT.as_secs() {
+        return Err(format!(
+            "--proxy-timeout must be at least {} s",
+            cti_edge::proxy::MIN_TIMEOUT.as_secs()
+        ));
+    }
+    let files = args
+        .tls_cert
+        .clone()
+        .zip(args.tls_key.clone())
+        .map(|(cert, key)| Files { cert, key });
+    let tls = Arc::new(Tls::new(files).map_err(|e| e.to_string())?);
+    let store = cti_ffi::Store::open(&args.db)
+        .map_err(|e| format!("opening {}: {e}", args.db.display()))?;
+    args.limits
+        .apply(&store)
+        .map_err(|e| format!("setting claim limits: {e}"))?;
+    if args.check_config {
+        store
+            .health()
+            .map_err(|e| format!("the store cannot commit: {e}"))?;
+        println!(
+            "cti-edge: configuration ok (certificate {})",
+            tls.fingerprint()
+        );
+        return Ok(());
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let app = App::new(
+        store,
+        Config {
+            trusted_proxies: args.trusted_proxies.clone(),
+        },
+    );
+    spawn_reloader(tls.clone());
+    let edge = Arc::new(Edge {
+        app,
+        tls: tls.clone(),
+        proxy_from: args.proxy_from.clone(),
+        plain: args.plain_http,
+        timeouts: Timeouts {
+            proxy_header: Duration::from_secs(args.proxy_timeout),
+            handshake: Duration::from_secs(args.handshake_timeout),
+            request: Duration::from_secs(args.request_timeout),
+        },
+        limits: Limits::new(args.max_connections, args.max_per_source),
+    });
+    let kind = if tls.self_signed() {
+        "self-signed certificate"
+    } else {
+        "certificate"
+    };
+    tracing::info!(db = %args.db.display(), proxy_from = ?args.proxy_from, core = cti_ffi::version(), "cti-edge listening on https://{local}/");
+    println!(
+        "cti-edge: serving https://{local}/ ({kind} SHA-256 {})",
+        tls.fingerprint()
+    );
+    cti_edge::conn::serve(
+        listener,
+        edge,
+        cli::shutdown_signal(),
+        Duration::from_secs(args.grace),
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Re-reads the certificate when its files change, and on SIGHUP.
+fn spawn_reloader(tls: Arc<Tls>) {
+    tokio::spawn(async move {
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            let forced = tokio::select! {
+                _ = tick.tick() => false,
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            };
+            let result = if forced {
+                tls.reload().map(|()| true)
+            } else {
+                tls.reload_if_changed()
+            };
+            match result {
+                Ok(true) => {
+                    tracing::info!(fingerprint = %tls.fingerprint(), "certificate reloaded")
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload failed; keeping the current one")
+                }
+            }
+        }
+    });
 }

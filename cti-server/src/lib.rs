@@ -5,6 +5,7 @@
 
 pub mod assets;
 pub mod cidr;
+pub mod cli;
 pub mod client_addr;
 pub mod error;
 pub mod http_cache;

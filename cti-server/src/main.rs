@@ -3,6 +3,7 @@
 //! `cti-edge`.
 
 use clap::Parser;
+use cti_server::cli::{self, ClaimLimits};
 use cti_server::{App, Cidr, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,18 +28,8 @@ struct Args {
         value_delimiter = ','
     )]
     trusted_proxies: Vec<Cidr>,
-    /// Claims per minute per client address (0: no limit).
-    #[arg(long, env = "CTI_CLAIMS_PER_MINUTE", default_value_t = 60)]
-    claims_per_minute: u32,
-    /// Claims an address may make at once.
-    #[arg(long, env = "CTI_CLAIM_BURST", default_value_t = 10)]
-    claim_burst: u32,
-    /// Claims per minute per /24 (0: no limit).
-    #[arg(long, env = "CTI_NET24_CLAIMS_PER_MINUTE", default_value_t = 1200)]
-    net24_claims_per_minute: u32,
-    /// Claims a /24 may make at once.
-    #[arg(long, env = "CTI_NET24_CLAIM_BURST", default_value_t = 512)]
-    net24_claim_burst: u32,
+    #[command(flatten)]
+    limits: ClaimLimits,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
     grace: u64,
@@ -49,7 +40,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_json);
+    cli::init_logging(args.log_json);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,13 +63,8 @@ fn fail(msg: &str) -> ExitCode {
 async fn run(args: Args) -> Result<(), String> {
     let store = cti_ffi::Store::open(&args.db)
         .map_err(|e| format!("opening {}: {e}", args.db.display()))?;
-    store
-        .set_limits(cti_ffi::Limits {
-            per_address_per_minute: args.claims_per_minute,
-            per_address_burst: args.claim_burst,
-            per_net24_per_minute: args.net24_claims_per_minute,
-            per_net24_burst: args.net24_claim_burst,
-        })
+    args.limits
+        .apply(&store)
         .map_err(|e| format!("setting claim limits: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -95,38 +81,11 @@ async fn run(args: Args) -> Result<(), String> {
     cti_server::serve(
         listener,
         app,
-        shutdown_signal(),
+        cli::shutdown_signal(),
         Duration::from_secs(args.grace),
     )
     .await
     .map_err(|e| format!("serving: {e}"))?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
-        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
-    }
-}
-
-fn init_logging(json: bool) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

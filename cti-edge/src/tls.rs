@@ -1,0 +1,219 @@
+//! TLS: the certificate chain and key from PEM files, re-read when the files
+//! change (or on SIGHUP) without a restart; with none given, a self-signed
+//! certificate made at start. ALPN offers `h2` and `http/1.1`; TLS 1.2 and
+//! 1.3; session resumption by cache and tickets.
+
+use rustls::server::ServerSessionMemoryCache;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+use thiserror::Error;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, Clone)]
+pub struct Files {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("reading {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{0} holds no certificate")]
+    NoCertificate(String),
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("generating a self-signed certificate: {0}")]
+    Generate(String),
+}
+
+pub struct Tls {
+    files: Option<Files>,
+    current: RwLock<Arc<ServerConfig>>,
+    fingerprint: RwLock<String>,
+    stamps: Mutex<Option<(SystemTime, SystemTime)>>,
+}
+
+impl Tls {
+    /// Loads `files`, or makes a self-signed certificate for localhost.
+    pub fn new(files: Option<Files>) -> Result<Tls, TlsError> {
+        let (certs, key) = match &files {
+            Some(f) => read(f)?,
+            None => self_signed()?,
+        };
+        let fingerprint = fingerprint(&certs[0]);
+        let tls = Tls {
+            stamps: Mutex::new(files.as_ref().and_then(stamps)),
+            files,
+            current: RwLock::new(server_config(certs, key)?),
+            fingerprint: RwLock::new(fingerprint),
+        };
+        Ok(tls)
+    }
+
+    pub fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(
+            self.current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        )
+    }
+
+    /// SHA-256 of the leaf certificate, as `AB:CD:...`.
+    pub fn fingerprint(&self) -> String {
+        self.fingerprint
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn self_signed(&self) -> bool {
+        self.files.is_none()
+    }
+
+    /// Re-reads the files. On failure the old certificate stays in use.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let Some(files) = &self.files else {
+            return Ok(());
+        };
+        let (certs, key) = read(files)?;
+        let fp = fingerprint(&certs[0]);
+        let config = server_config(certs, key)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
+        *self.fingerprint.write().unwrap_or_else(|p| p.into_inner()) = fp;
+        *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps(files);
+        Ok(())
+    }
+
+    /// Reloads when either file's modification time has changed.
+    pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
+        let Some(files) = &self.files else {
+            return Ok(false);
+        };
+        let now = stamps(files);
+        if now.is_none() || now == *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Ok(false);
+        }
+        self.reload().map(|()| true)
+    }
+}
+
+fn stamps(f: &Files) -> Option<(SystemTime, SystemTime)> {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    Some((m(&f.cert)?, m(&f.key)?))
+}
+
+type Loaded = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+fn read(f: &Files) -> Result<Loaded, TlsError> {
+    let err = |p: &Path, e: rustls_pki_types::pem::Error| TlsError::Read {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let certs = CertificateDer::pem_file_iter(&f.cert)
+        .map_err(|e| err(&f.cert, e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(&f.cert, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(f.cert.display().to_string()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&f.key).map_err(|e| err(&f.key, e))?;
+    Ok((certs, key))
+}
+
+fn self_signed() -> Result<Loaded, TlsError> {
+    let names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok((vec![generated.cert.der().clone()], key))
+}
+
+fn server_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    config.session_storage = ServerSessionMemoryCache::new(16 * 1024);
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    Ok(Arc::new(config))
+}
+
+fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+    digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_and_reload_from_files() {
+        let tls = Tls::new(None).unwrap();
+        assert!(tls.self_signed());
+        assert_eq!(tls.fingerprint().len(), 32 * 3 - 1);
+
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| {
+            let g = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+            std::fs::write(dir.path().join("cert.pem"), g.cert.pem()).unwrap();
+            std::fs::write(dir.path().join("key.pem"), g.signing_key.serialize_pem()).unwrap();
+        };
+        write("one.test");
+        let files = Files {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        let tls = Tls::new(Some(files.clone())).unwrap();
+        let first = tls.fingerprint();
+        assert!(!tls.reload_if_changed().unwrap(), "unchanged files");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        write("two.test");
+        assert!(tls.reload_if_changed().unwrap());
+        assert_ne!(tls.fingerprint(), first);
+        std::fs::write(&files.key, "not a key").unwrap();
+        assert!(tls.reload().is_err(), "a bad key is refused");
+        assert_ne!(tls.fingerprint(), first, "the good certificate stays");
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files {
+            cert: dir.path().join("missing.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        let e = Tls::new(Some(files)).err().unwrap();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+        let files = Files {
+            cert: dir.path().join("empty.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        assert!(matches!(
+            Tls::new(Some(files)),
+            Err(TlsError::NoCertificate(_))
+        ));
+    }
+}

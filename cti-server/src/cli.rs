@@ -1,0 +1,61 @@
+//! What the `cti-server` and `cti-edge` binaries share: the claim-limit
+//! flags, logging, and the shutdown signals.
+
+use clap::Args;
+
+/// Claim rate limits, each also readable from its `CTI_...` variable.
+#[derive(Debug, Clone, Args)]
+pub struct ClaimLimits {
+    /// Claims per minute per client address (0: no limit).
+    #[arg(long, env = "CTI_CLAIMS_PER_MINUTE", default_value_t = 60)]
+    pub claims_per_minute: u32,
+    /// Claims an address may make at once.
+    #[arg(long, env = "CTI_CLAIM_BURST", default_value_t = 10)]
+    pub claim_burst: u32,
+    /// Claims per minute per /24 (0: no limit).
+    #[arg(long, env = "CTI_NET24_CLAIMS_PER_MINUTE", default_value_t = 1200)]
+    pub net24_claims_per_minute: u32,
+    /// Claims a /24 may make at once.
+    #[arg(long, env = "CTI_NET24_CLAIM_BURST", default_value_t = 512)]
+    pub net24_claim_burst: u32,
+}
+
+impl ClaimLimits {
+    pub fn apply(&self, store: &cti_ffi::Store) -> Result<(), cti_ffi::Error> {
+        store.set_limits(cti_ffi::Limits {
+            per_address_per_minute: self.claims_per_minute,
+            per_address_burst: self.claim_burst,
+            per_net24_per_minute: self.net24_claims_per_minute,
+            per_net24_burst: self.net24_claim_burst,
+        })
+    }
+}
+
+/// Logs to stderr, human-readable or as JSON lines; `RUST_LOG` filters.
+pub fn init_logging(json: bool) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight requests"),
+        _ = int.recv() => tracing::info!("SIGINT: finishing in-flight requests"),
+    }
+}
