@@ -1,0 +1,432 @@
+//! The edge over real sockets: PROXY headers from a trusted source (valid,
+//! hostile, split, sharing a write with the ClientHello), a header from an
+//! untrusted source, TLS with HTTP/2, plain HTTP, and certificate reload.
+
+use cti_edge::conn::{Edge, PlainHttp};
+use cti_edge::limits::{Limits, Timeouts};
+use cti_edge::tls::{Files, Tls};
+use cti_server::{App, Config};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct EdgeServer {
+    addr: SocketAddr,
+    app: Arc<App>,
+    tls: Arc<Tls>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl EdgeServer {
+    fn start(trusted: &[&str], plain: PlainHttp, files: Option<Files>) -> EdgeServer {
+        let dir = tempfile::tempdir().unwrap();
+        let store = cti_ffi::Store::open(dir.path().join("edge.db")).unwrap();
+        store
+            .set_limits(cti_ffi::Limits {
+                per_address_per_minute: 0,
+                per_address_burst: 0,
+                per_net24_per_minute: 0,
+                per_net24_burst: 0,
+            })
+            .unwrap();
+        let tls = Arc::new(Tls::new(files).unwrap());
+        let proxy_from = trusted.iter().map(|c| c.parse().unwrap()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let tls2 = tls.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let app = App::new(store, Config::default());
+                tx.send((listener.local_addr().unwrap(), app.clone()))
+                    .unwrap();
+                let edge = Arc::new(Edge {
+                    app,
+                    tls: tls2,
+                    proxy_from,
+                    plain,
+                    timeouts: Timeouts {
+                        proxy_header: Duration::from_secs(3),
+                        handshake: Duration::from_secs(3),
+                        request: Duration::from_secs(5),
+                    },
+                    limits: Limits::new(1000, 100),
+                });
+                cti_edge::conn::serve(
+                    listener,
+                    edge,
+                    async { drop(stopped.await) },
+                    Duration::from_secs(2),
+                )
+                .await;
+            });
+        });
+        let (addr, app) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        EdgeServer {
+            addr,
+            app,
+            tls,
+            stop: Some(stop),
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    fn recent_ips(&self) -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.app.store().recent_json(500).unwrap()).unwrap();
+        v["claims"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["ip"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Writes `prefix` then a plain claim request; returns what came back.
+    fn plain_claim(&self, prefix: &[u8], nick: &str) -> String {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut bytes = prefix.to_vec();
+        bytes.extend_from_slice(format!("GET /claim?name={nick} HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n").as_bytes());
+        let _ = s.write_all(&bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl Drop for EdgeServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+fn v2(command: u8, fam: u8, addrs: &[u8], tlvs: &[u8]) -> Vec<u8> {
+    let mut h = cti_edge::proxy::V2_SIGNATURE.to_vec();
+    h.push(0x20 | command);
+    h.push(fam);
+    h.extend_from_slice(&((addrs.len() + tlvs.len()) as u16).to_be_bytes());
+    h.extend_from_slice(addrs);
+    h.extend_from_slice(tlvs);
+    h
+}
+
+fn v4(src: [u8; 4]) -> Vec<u8> {
+    [src, [127, 0, 0, 1]]
+        .concat()
+        .into_iter()
+        .chain(1234u16.to_be_bytes())
+        .chain(443u16.to_be_bytes())
+        .collect()
+}
+
+#[test]
+fn trusted_balancer_headers_carry_the_client_address() {
+    let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Allow, None);
+    let r = e.plain_claim(b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 443\r\n", "v1");
+    assert!(r.contains("The IP 198.51.100.1 was claimed for v1."), "{r}");
+    let r = e.plain_claim(&v2(1, 0x11, &v4([198, 51, 100, 2]), &[]), "v2");
+    assert!(r.contains("198.51.100.2"), "{r}");
+    let r = e.plain_claim(b"PROXY TCP6 ::ffff:198.51.100.3 ::1 5555 443\r\n", "mapped");
+    assert!(r.contains("The IP 198.51.100.3 was claimed"), "{r}");
+    let r = e.plain_claim(b"PROXY TCP6 2001:db8::1 ::1 5555 443\r\n", "six");
+    assert!(r.contains("400") && r.contains("IPv6"), "{r}");
+    let r = e.plain_claim(&v2(0, 0x00, &[], &[]), "local");
+    assert!(
+        r.contains("400") && r.contains("no client address"),
+        "LOCAL cannot claim: {r}"
+    );
+    let r = e.plain_claim(b"PROXY UNKNOWN\r\n", "unknown");
+    assert!(r.contains("400"), "{r}");
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.write_all(&v2(0, 0x00, &[], &[])).unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200"),
+        "a LOCAL health check reads: {out}"
+    );
+    assert_eq!(
+        e.recent_ips(),
+        ["198.51.100.3", "198.51.100.2", "198.51.100.1"]
+    );
+}
+
+#[test]
+fn hostile_headers_close_the_connection_without_effect() {
+    let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Allow, None);
+    let long_v1 = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120], b"\r\n"].concat();
+    let mut bad_version = v2(1, 0x11, &v4([198, 51, 100, 9]), &[]);
+    bad_version[12] = 0x31;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "v1 without CRLF",
+            b"PROXY TCP4 198.51.100.9 127.0.0.1 1 2\n".to_vec(),
+        ),
+        ("v1 over 107 bytes", long_v1),
+        (
+            "v1 bad address",
+            b"PROXY TCP4 198.51.100.999 127.0.0.1 1 2\r\n".to_vec(),
+        ),
+        (
+            "v1 +port",
+            b"PROXY TCP4 198.51.100.9 127.0.0.1 +1 2\r\n".to_vec(),
+        ),
+        ("v2 bad version", bad_version),
+        ("v2 bad command", v2(2, 0x11, &v4([198, 51, 100, 9]), &[])),
+        (
+            "v2 short of the addresses",
+            v2(1, 0x11, &v4([198, 51, 100, 9])[..6], &[]),
+        ),
+        (
+            "v2 TLV overrun",
+            v2(1, 0x11, &v4([198, 51, 100, 9]), &[0x05, 0, 50, b'x']),
+        ),
+        (
+            "v2 bad CRC32C",
+            v2(1, 0x11, &v4([198, 51, 100, 9]), &[0x03, 0, 4, 1, 2, 3, 4]),
+        ),
+        ("no header from a trusted source", Vec::new()),
+    ];
+    for (what, header) in cases {
+        let r = e.plain_claim(&header, "evil");
+        assert!(!r.contains("HTTP/1.1 200"), "{what}: {r}");
+    }
+    let unix = e.plain_claim(&v2(1, 0x31, &[0u8; 216], &[]), "unix");
+    assert!(
+        unix.contains("400"),
+        "AF_UNIX has no client address: {unix}"
+    );
+    assert!(e.recent_ips().is_empty(), "nothing was claimed");
+}
+
+#[test]
+fn header_from_an_untrusted_source_is_refused() {
+    let e = EdgeServer::start(&["10.0.0.0/8"], PlainHttp::Allow, None);
+    let r = e.plain_claim(b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 443\r\n", "spoof");
+    assert!(r.is_empty(), "{r}");
+    let r = e.plain_claim(&v2(1, 0x11, &v4([198, 51, 100, 1]), &[]), "spoof2");
+    assert!(r.is_empty(), "{r}");
+    let r = e.plain_claim(b"", "direct");
+    assert!(
+        r.contains("The IP 127.0.0.1 was claimed for direct."),
+        "direct clients still work: {r}"
+    );
+    assert_eq!(e.recent_ips(), ["127.0.0.1"]);
+}
+
+#[test]
+fn split_header_and_slow_header() {
+    let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Allow, None);
+    let mut s = TcpStream::connect(e.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for part in [
+        &b"PROXY TCP4 198.51"[..],
+        b".100.4 127.0.0.1 1 2\r",
+        b"\nGET /api/ip HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ] {
+        s.write_all(part).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.contains(r#"{"ip":"198.51.100.4"}"#), "{out}");
+    // A header that never completes is cut by the timeout (3 s here).
+    let mut slow = TcpStream::connect(e.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"PROXY TCP4 1.2").unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "closed without an answer");
+    assert!(started.elapsed() < Duration::from_secs(9));
+    // Meanwhile others are served.
+    assert!(e
+        .plain_claim(b"PROXY TCP4 198.51.100.5 127.0.0.1 1 2\r\n", "other")
+        .contains("200"));
+}
+
+/// A TLS client over a socket whose first write carries `prefix` too (the
+/// PROXY header and the ClientHello in one segment), speaking HTTP/2.
+fn tls_get(
+    addr: SocketAddr,
+    prefix: Vec<u8>,
+    path: &str,
+    cert: rustls_pki_types::CertificateDer<'static>,
+) -> (hyper::Version, String) {
+    use http_body_util::{BodyExt, Empty};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let io = FirstWritePrefix { prefix, inner: tcp };
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, io)
+            .await
+            .unwrap();
+        let (mut send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(tls),
+        )
+        .await
+        .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(format!("https://localhost{path}"))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let version = resp.version();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (version, String::from_utf8_lossy(&body).into_owned())
+    })
+}
+
+/// Puts `prefix` in front of the first write.
+struct FirstWritePrefix {
+    prefix: Vec<u8>,
+    inner: tokio::net::TcpStream,
+}
+
+impl tokio::io::AsyncRead for FirstWritePrefix {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for FirstWritePrefix {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.prefix.is_empty() {
+            return std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        }
+        // Blocking write of prefix + data in one syscall (test helper).
+        let mut all = std::mem::take(&mut self.prefix);
+        all.extend_from_slice(data);
+        let mut std_stream = self.inner.try_clone_std();
+        std_stream.write_all(&all)?;
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+trait TryCloneStd {
+    fn try_clone_std(&self) -> std::mem::ManuallyDrop<std::net::TcpStream>;
+}
+
+impl TryCloneStd for tokio::net::TcpStream {
+    /// A blocking view of the same socket, not closed on drop.
+    fn try_clone_std(&self) -> std::mem::ManuallyDrop<std::net::TcpStream> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.as_raw_fd()) })
+    }
+}
+
+fn write_cert(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Files, rustls_pki_types::CertificateDer<'static>) {
+    let g = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), name.to_string()])
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), g.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), g.signing_key.serialize_pem()).unwrap();
+    (
+        Files {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        },
+        g.cert.der().clone(),
+    )
+}
+
+#[test]
+fn http2_over_tls_with_the_header_and_client_hello_in_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, cert) = write_cert(dir.path(), "one.test");
+    let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Off, Some(files));
+    let header = b"PROXY TCP4 198.51.100.7 127.0.0.1 1 2\r\n".to_vec();
+    let (version, body) = tls_get(e.addr, header, "/claim?name=tls2", cert);
+    assert_eq!(version, hyper::Version::HTTP_2);
+    assert!(body.contains("198.51.100.7"), "{body}");
+    assert!(
+        e.plain_claim(b"PROXY TCP4 198.51.100.8 127.0.0.1 1 2\r\n", "plain")
+            .is_empty(),
+        "plain HTTP is off"
+    );
+}
+
+#[test]
+fn certificate_reload_is_seen_by_new_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (files, first) = write_cert(dir.path(), "first.test");
+    let e = EdgeServer::start(&[], PlainHttp::Allow, Some(files));
+    assert!(tls_get(e.addr, Vec::new(), "/api/ip", first.clone())
+        .1
+        .contains("127.0.0.1"));
+    let before = e.tls.fingerprint();
+    std::thread::sleep(Duration::from_millis(20));
+    let (_, second) = write_cert(dir.path(), "second.test");
+    assert!(e.tls.reload_if_changed().unwrap());
+    assert_ne!(e.tls.fingerprint(), before);
+    assert!(
+        tls_get(e.addr, Vec::new(), "/api/ip", second)
+            .1
+            .contains("127.0.0.1"),
+        "the new certificate is served"
+    );
+}
+
+#[test]
+fn redirect_mode_sends_plain_http_to_https() {
+    let e = EdgeServer::start(&[], PlainHttp::Redirect, None);
+    let r = e.plain_claim(b"", "x");
+    assert!(r.starts_with("HTTP/1.1 308"), "{r}");
+    assert!(r.contains("Location: https://x/claim?name=x"), "{r}");
+    assert!(e.recent_ips().is_empty());
+}
