@@ -96,6 +96,30 @@ fn installed_tree_uses_the_installed_library() {
         unit.contains(&format!("ExecStart={}/bin/cti-edge", p.display())),
         "{unit}"
     );
+    for hardening in [
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=cti",
+        "ExecReload=/bin/kill -HUP",
+    ] {
+        assert!(unit.contains(hardening), "unit lacks {hardening}");
+    }
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let verify = clean("systemd-analyze")
+            .arg("verify")
+            .arg(p.join("lib/systemd/system/cti-edge.service"))
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success() && verify.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
     // The C example against the installed copy, through pkg-config only.
     let cflags = run(clean("pkg-config")
         .args(["--cflags", "--libs", "cti_core"])

@@ -10,8 +10,9 @@ use crate::tls::Tls;
 use cti_server::{App, Cidr};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -36,6 +37,7 @@ pub struct Edge {
     pub plain: PlainHttp,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    pub metrics: crate::metrics::EdgeMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +65,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = Arc::new(GracefulShutdown::new());
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -77,14 +79,19 @@ pub async fn serve(
                     }
                 };
                 let Some(slot) = edge.limits.open() else {
+                    edge.metrics.refused_at_cap.fetch_add(1, Relaxed);
                     tracing::warn!(%peer, "connection cap reached; closing");
                     continue;
                 };
-                let (edge, graceful) = (edge.clone(), graceful.clone());
+                // Subscribed now, so that shutdown also waits for connections
+                // still in their PROXY header or TLS handshake.
+                let (edge, watcher) = (edge.clone(), graceful.watcher());
                 tokio::spawn(async move {
-                    if let Err(e) = connection(&edge, &graceful, tcp, peer).await {
+                    edge.metrics.open.fetch_add(1, Relaxed);
+                    if let Err(e) = connection(&edge, watcher, tcp, peer).await {
                         tracing::debug!(%peer, error = %e, "connection closed");
                     }
+                    edge.metrics.open.fetch_sub(1, Relaxed);
                     drop(slot);
                 });
             }
@@ -93,7 +100,6 @@ pub async fn serve(
     }
     drop(listener);
     edge.app.shutdown();
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()
@@ -104,14 +110,22 @@ pub async fn serve(
 
 async fn connection(
     edge: &Edge,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
     mut tcp: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ConnError> {
     let _ = tcp.set_nodelay(true);
     let trusted = Cidr::any(&edge.proxy_from, peer.ip());
     let (client, mut head) = if trusted {
-        let (header, rest) = proxy::read(&mut tcp, edge.timeouts.proxy_header).await?;
+        let (header, rest) = proxy::read(&mut tcp, edge.timeouts.proxy_header)
+            .await
+            .inspect_err(|e| edge.metrics.proxy_refused(crate::metrics::reason(e)))?;
+        edge.metrics
+            .proxy_ok(match (header.source, header.version) {
+                (None, _) => "local",
+                (_, 1) => "v1",
+                _ => "v2",
+            });
         tracing::debug!(%peer, client = ?header.source, unique_id = header.unique_id.as_deref().unwrap_or("-"), version = header.version, "PROXY header");
         (header.source, rest)
     } else {
@@ -128,6 +142,7 @@ async fn connection(
     };
     first_bytes(&mut tcp, &mut head, edge.timeouts.handshake).await?;
     if !trusted && proxy::looks_like_header(&head) {
+        edge.metrics.proxy_refused("untrusted_source");
         return Err(ConnError::UntrustedHeader(peer));
     }
     let tls = head.first() == Some(&0x16);
@@ -136,13 +151,17 @@ async fn connection(
         let accept = edge.tls.acceptor().accept(io);
         let stream = tokio::time::timeout(edge.timeouts.handshake, accept)
             .await
-            .map_err(|_| ConnError::Handshake("timed out".into()))?
-            .map_err(|e| ConnError::Handshake(e.to_string()))?;
-        serve_http(edge, graceful, stream, client).await;
+            .map_err(|_| ConnError::Handshake("timed out".into()))
+            .and_then(|r| r.map_err(|e| ConnError::Handshake(e.to_string())))
+            .inspect_err(|_| {
+                edge.metrics.tls_failures.fetch_add(1, Relaxed);
+            })?;
+        edge.metrics.tls_handshakes.fetch_add(1, Relaxed);
+        serve_http(edge, watcher, stream, client).await;
         return Ok(());
     }
     match edge.plain {
-        PlainHttp::Allow => serve_http(edge, graceful, io, client).await,
+        PlainHttp::Allow => serve_http(edge, watcher, io, client).await,
         PlainHttp::Redirect => redirect(io, edge.timeouts.request).await?,
         PlainHttp::Off => return Err(ConnError::PlainOff),
     }
@@ -174,7 +193,7 @@ async fn first_bytes(
         .map_err(|_| ConnError::Silent(limit))?
 }
 
-async fn serve_http<S>(edge: &Edge, graceful: &GracefulShutdown, io: S, client: Option<SocketAddr>)
+async fn serve_http<S>(edge: &Edge, watcher: Watcher, io: S, client: Option<SocketAddr>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -193,7 +212,7 @@ where
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
-    if let Err(e) = graceful.watch(conn).await {
+    if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(client = ?client, error = %e, "HTTP connection ended");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod conn;
 pub mod limits;
+pub mod metrics;
 pub mod proxy;
 pub mod rewind;
 pub mod tls;

@@ -65,6 +65,9 @@ struct Args {
     grace: u64,
     #[command(flatten)]
     limits: ClaimLimits,
+    /// Serve Prometheus metrics on this (operator-only) address; off by default.
+    #[arg(long, env = "CTI_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Check the configuration (certificate, key, database) and exit.
     #[arg(long)]
     check_config: bool,
@@ -145,7 +148,15 @@ async fn run(args: Args) -> Result<(), String> {
             request: Duration::from_secs(args.request_timeout),
         },
         limits: Limits::new(args.max_connections, args.max_per_source),
+        metrics: Default::default(),
     });
+    let for_metrics = edge.clone();
+    let render = Arc::new(move || {
+        let mut text = cti_server::metrics::render(&for_metrics.app);
+        for_metrics.metrics.render(&mut text);
+        text
+    });
+    cli::metrics_listener(args.metrics, render).await?;
     let kind = if tls.self_signed() {
         "self-signed certificate"
     } else {

@@ -59,6 +59,7 @@ impl EdgeServer {
                         request: Duration::from_secs(5),
                     },
                     limits: Limits::new(1000, 100),
+                    metrics: Default::default(),
                 });
                 cti_edge::conn::serve(
                     listener,

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client_addr;
 pub mod error;
 pub mod http_cache;
+pub mod metrics;
 pub mod negotiate;
 pub mod routes;
 pub mod stream;
@@ -43,6 +44,7 @@ pub struct App {
     store: Arc<cti_ffi::Store>,
     pub config: Config,
     pub events: stream::Broadcaster,
+    pub requests: metrics::Requests,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             store: Arc::new(store),
             config,
             events: stream::Broadcaster::default(),
+            requests: metrics::Requests::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(watch_blocks(Arc::downgrade(&app)));

@@ -33,6 +33,9 @@ struct Args {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
     grace: u64,
+    /// Serve Prometheus metrics on this (operator-only) address; off by default.
+    #[arg(long, env = "CTI_METRICS")]
+    metrics: Option<SocketAddr>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CTI_LOG_JSON")]
     log_json: bool,

@@ -28,6 +28,10 @@ pub async fn handle(app: &App, peer: Option<IpAddr>, req: Request<Incoming>) -> 
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    app.requests.record(
+        crate::metrics::route_label(req.uri().path()),
+        resp.status().as_u16(),
+    );
     let h = resp.headers_mut();
     h.insert(
         "x-content-type-options",

@@ -18,8 +18,10 @@ function colour(name) {
   return `hsl(${h % 360} 62% ${38 + (h >> 9) % 18}%)`;
 }
 
+// "no-cache": revalidate every time (a 304 costs little). The API allows a
+// second of caching, which would hide a change announced by a live event.
 async function getJSON(url) {
-  const r = await fetch(url, { headers: { Accept: "application/json" } });
+  const r = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-cache" });
   if (!r.ok) throw new Error(`${url}: ${r.status}`);
   return r.json();
 }

@@ -1,0 +1,149 @@
+//! Prometheus text metrics on an operator-only listener: HTTP requests by
+//! route and status, and the core's counters (claims committed, commit batch
+//! sizes and latency, rate-limit refusals). The edge adds its own families.
+
+use crate::App;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::{Arc, Mutex};
+
+/// Requests by (route, status).
+#[derive(Default)]
+pub struct Requests(Mutex<BTreeMap<(&'static str, u16), u64>>);
+
+impl Requests {
+    pub fn record(&self, route: &'static str, status: u16) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((route, status))
+            .or_default() += 1;
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str("# HELP cti_http_requests_total HTTP requests by route and status.\n# TYPE cti_http_requests_total counter\n");
+        for ((route, status), n) in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "cti_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+    }
+}
+
+/// The route label of a path: a fixed set, so that labels cannot explode.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/claim" => "claim",
+        p if p.starts_with("/claim/") => "claim",
+        "/api/ip" => "api_ip",
+        "/api/recent" => "api_recent",
+        "/api/blocks" => "api_blocks",
+        "/api/ranks" => "api_ranks",
+        "/api/stream" => "api_stream",
+        p if p.starts_with("/api/users/") => "api_users",
+        "/healthz" => "healthz",
+        "/ip" | "/recent" => "compat",
+        p if p.starts_with("/score") => "compat",
+        _ => "page",
+    }
+}
+
+/// Everything `cti-server` knows, as Prometheus text.
+pub fn render(app: &App) -> String {
+    let mut out = String::new();
+    app.requests.render(&mut out);
+    let _ = writeln!(out, "# HELP cti_event_listeners Open /api/stream listeners.\n# TYPE cti_event_listeners gauge\ncti_event_listeners {}", app.events.listeners());
+    if let Ok(json) = app.store().stats_json() {
+        core(&mut out, &json);
+    }
+    out
+}
+
+fn core(out: &mut String, json: &str) {
+    let Ok(s) = serde_json::from_str::<serde_json::Value>(json) else {
+        return;
+    };
+    for (name, help) in [
+        ("claims_committed", "Claims committed to disk."),
+        (
+            "claims_failed",
+            "Claims refused because the store could not commit.",
+        ),
+        ("claims_rate_limited", "Claims refused by the rate limits."),
+        ("commits", "Transactions committed."),
+        ("commits_failed", "Transactions that failed."),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP cti_{name}_total {help}\n# TYPE cti_{name}_total counter\ncti_{name}_total {}",
+            s[name]
+        );
+    }
+    for (name, key, help) in [
+        (
+            "cti_commit_batch_size",
+            "batch_size",
+            "Claims per committed transaction.",
+        ),
+        (
+            "cti_commit_latency_microseconds",
+            "commit_latency_us",
+            "Time to stage and commit a transaction.",
+        ),
+    ] {
+        let h = &s[key];
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for b in h["buckets"].as_array().into_iter().flatten() {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {}", b[0], b[1]);
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            h["count"], h["sum"], h["count"]
+        );
+    }
+}
+
+/// Serves `GET /metrics` with whatever `render` gives, until the task ends.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) {
+    use hyper_util::rt::TokioIo;
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let render = render.clone();
+                async move {
+                    let mut r = if req.uri().path() == "/metrics" {
+                        Response::new(Full::new(Bytes::from(render())))
+                    } else {
+                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
+                        *r.status_mut() = StatusCode::NOT_FOUND;
+                        r
+                    };
+                    r.headers_mut().insert(
+                        hyper::header::CONTENT_TYPE,
+                        hyper::header::HeaderValue::from_static(
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        ),
+                    );
+                    Ok::<_, Infallible>(r)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
