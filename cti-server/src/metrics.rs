@@ -6,32 +6,72 @@ use crate::App;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
-/// Requests by (route, status).
-#[derive(Default)]
-pub struct Requests(Mutex<BTreeMap<(&'static str, u16), u64>>);
+const ROUTES: [&str; 11] = [
+    "claim",
+    "api_ip",
+    "api_recent",
+    "api_blocks",
+    "api_ranks",
+    "api_stream",
+    "api_users",
+    "healthz",
+    "compat",
+    "page",
+    "other",
+];
+const STATUSES: [u16; 16] = [
+    200, 204, 206, 301, 304, 308, 400, 403, 404, 405, 413, 414, 429, 500, 503, 0,
+];
+
+/// Requests by (route, status): lock-free counters, one per pair.
+pub struct Requests([[AtomicU64; STATUSES.len()]; ROUTES.len()]);
+
+impl Default for Requests {
+    fn default() -> Self {
+        Requests(std::array::from_fn(|_| {
+            std::array::from_fn(|_| AtomicU64::new(0))
+        }))
+    }
+}
 
 impl Requests {
     pub fn record(&self, route: &'static str, status: u16) {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((route, status))
-            .or_default() += 1;
+        let r = ROUTES
+            .iter()
+            .position(|x| *x == route)
+            .unwrap_or(ROUTES.len() - 1);
+        // Status 0 stands for any code not listed.
+        let s = STATUSES
+            .iter()
+            .position(|x| *x == status)
+            .unwrap_or(STATUSES.len() - 1);
+        self.0[r][s].fetch_add(1, Relaxed);
     }
 
     fn render(&self, out: &mut String) {
         out.push_str("# HELP cti_http_requests_total HTTP requests by route and status.\n# TYPE cti_http_requests_total counter\n");
-        for ((route, status), n) in self.0.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "cti_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        for (route, row) in ROUTES.iter().zip(&self.0) {
+            for (status, n) in STATUSES
+                .iter()
+                .zip(row)
+                .map(|(s, n)| (s, n.load(Relaxed)))
+                .filter(|(_, n)| *n > 0)
+            {
+                let status = if *status == 0 {
+                    "other".to_string()
+                } else {
+                    status.to_string()
+                };
+                let _ = writeln!(
+                    out,
+                    "cti_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
     }
 }

@@ -53,7 +53,9 @@ async fn route(
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let uri = req.uri();
-    if uri.to_string().len() > MAX_URI {
+    let target_len = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
+        + uri.authority().map_or(0, |a| a.as_str().len());
+    if target_len > MAX_URI {
         return Err(ApiError::new(
             StatusCode::URI_TOO_LONG,
             "uri_too_long",
