@@ -10,7 +10,9 @@ fn emit_rpath() {
     if std::env::var_os("CTI_NO_RPATH").is_some_and(|v| v != "0") {
         return;
     }
-    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN:$ORIGIN/deps:$ORIGIN/../lib");
+    // `deps` first: cargo always writes the fresh library there, while the copy
+    // beside the binaries is refreshed only when cti-core itself is built.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/deps:$ORIGIN:$ORIGIN/../lib");
     // RUNPATH (not RPATH), so LD_LIBRARY_PATH still wins when a user sets it.
     println!("cargo:rustc-link-arg=-Wl,--enable-new-dtags");
 }
