@@ -38,6 +38,63 @@ pub struct Edge {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub metrics: crate::metrics::EdgeMetrics,
+    /// Log every request (with the balancer's unique id, when it sends one).
+    pub access_log: bool,
+}
+
+/// Who a connection is for, as far as the edge knows.
+#[derive(Debug, Clone)]
+struct Who {
+    /// The client address: the PROXY source, or the socket's peer; `None`
+    /// for a `LOCAL`/`UNKNOWN` header (a health check).
+    client: Option<SocketAddr>,
+    /// The balancer's unique-id TLV (HAProxy `proxy-v2-options unique-id`).
+    unique_id: Option<Arc<str>>,
+}
+
+/// The `cti-server` service, logging each request when `who` is set.
+#[derive(Clone)]
+struct Logged {
+    inner: cti_server::Service,
+    who: Option<Who>,
+}
+
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Logged {
+    type Response = <cti_server::Service as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Response;
+    type Error = std::convert::Infallible;
+    type Future = <cti_server::Service as hyper::service::Service<
+        hyper::Request<hyper::body::Incoming>,
+    >>::Future;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let Some(who) = self.who.clone() else {
+            return self.inner.call(req);
+        };
+        let (method, version) = (req.method().clone(), req.version());
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_string(), |p| p.to_string());
+        let started = std::time::Instant::now();
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let response = answer.await?;
+            tracing::info!(
+                target: "access",
+                client = %who.client.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                unique_id = who.unique_id.as_deref().unwrap_or("-"),
+                %method,
+                target = %target,
+                version = ?version,
+                status = response.status().as_u16(),
+                micros = started.elapsed().as_micros() as u64,
+                "request"
+            );
+            Ok(response)
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +173,7 @@ async fn connection(
 ) -> Result<(), ConnError> {
     let _ = tcp.set_nodelay(true);
     let trusted = Cidr::any(&edge.proxy_from, peer.ip());
-    let (client, mut head) = if trusted {
+    let (who, mut head) = if trusted {
         let (header, rest) = proxy::read(&mut tcp, edge.timeouts.proxy_header)
             .await
             .inspect_err(|e| edge.metrics.proxy_refused(crate::metrics::reason(e)))?;
@@ -127,10 +184,19 @@ async fn connection(
                 _ => "v2",
             });
         tracing::debug!(%peer, client = ?header.source, unique_id = header.unique_id.as_deref().unwrap_or("-"), version = header.version, "PROXY header");
-        (header.source, rest)
+        let who = Who {
+            client: header.source,
+            unique_id: header.unique_id.map(Arc::from),
+        };
+        (who, rest)
     } else {
-        (Some(peer), Vec::new())
+        let who = Who {
+            client: Some(peer),
+            unique_id: None,
+        };
+        (who, Vec::new())
     };
+    let client = who.client;
     // A health check (LOCAL) has no client; a proxied client counts against its own cap.
     let _source = match client {
         Some(c) => Some(
@@ -157,11 +223,11 @@ async fn connection(
                 edge.metrics.tls_failures.fetch_add(1, Relaxed);
             })?;
         edge.metrics.tls_handshakes.fetch_add(1, Relaxed);
-        serve_http(edge, watcher, stream, client).await;
+        serve_http(edge, watcher, stream, who).await;
         return Ok(());
     }
     match edge.plain {
-        PlainHttp::Allow => serve_http(edge, watcher, io, client).await,
+        PlainHttp::Allow => serve_http(edge, watcher, io, who).await,
         PlainHttp::Redirect => redirect(io, edge.timeouts.request).await?,
         PlainHttp::Off => return Err(ConnError::PlainOff),
     }
@@ -193,7 +259,7 @@ async fn first_bytes(
         .map_err(|_| ConnError::Silent(limit))?
 }
 
-async fn serve_http<S>(edge: &Edge, watcher: Watcher, io: S, client: Option<SocketAddr>)
+async fn serve_http<S>(edge: &Edge, watcher: Watcher, io: S, who: Who)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -208,12 +274,15 @@ where
         .keep_alive_interval(Some(edge.timeouts.request))
         .keep_alive_timeout(edge.timeouts.request)
         .max_concurrent_streams(256);
-    let service = cti_server::service(&edge.app, client);
+    let service = Logged {
+        inner: cti_server::service(&edge.app, who.client),
+        who: edge.access_log.then_some(who.clone()),
+    };
     let conn = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .into_owned();
     if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(client = ?client, error = %e, "HTTP connection ended");
+        tracing::debug!(client = ?who.client, error = %e, "HTTP connection ended");
     }
 }
 

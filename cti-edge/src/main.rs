@@ -71,6 +71,10 @@ struct Args {
     /// Check the configuration (certificate, key, database) and exit.
     #[arg(long)]
     check_config: bool,
+    /// Log every request (target `access`: client, PROXY unique id, method,
+    /// target, status, time taken).
+    #[arg(long, env = "CTI_ACCESS_LOG")]
+    access_log: bool,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CTI_LOG_JSON")]
     log_json: bool,
@@ -149,6 +153,7 @@ async fn run(args: Args) -> Result<(), String> {
         },
         limits: Limits::new(args.max_connections, args.max_per_source),
         metrics: Default::default(),
+        access_log: args.access_log,
     });
     let for_metrics = edge.clone();
     let render = Arc::new(move || {

@@ -60,6 +60,7 @@ impl EdgeServer {
                     },
                     limits: Limits::new(1000, 100),
                     metrics: Default::default(),
+                    access_log: false,
                 });
                 cti_edge::conn::serve(
                     listener,

@@ -53,11 +53,13 @@ fn start_edge(dir: &std::path::Path) -> (Proc, u16) {
             "127.0.0.1",
             "--claims-per-minute",
             "0",
+            "--access-log",
+            "--log-json",
             "--db",
         ])
         .arg(dir.join("edge.db"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("edge.log")).unwrap())
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -72,6 +74,27 @@ fn start_edge(dir: &std::path::Path) -> (Proc, u16) {
         .parse()
         .unwrap();
     (Proc(child), port)
+}
+
+/// The access log entry for `target` (bounded wait: the line is written
+/// after the answer).
+fn access_log(dir: &std::path::Path, target: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(dir.join("edge.log")).unwrap_or_default();
+        let found = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "access" && v["fields"]["target"] == target);
+        if let Some(v) = found {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access log for {target}:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn server_states(sock: &std::path::Path) -> String {
@@ -152,6 +175,19 @@ fn claims_through_haproxy_carry_the_forged_sources() {
         &format!("https://127.0.0.1:{v2_port}/claim?name=via_v2"),
     ]);
     assert_eq!(v2, "The IP 203.0.113.10 was claimed for via_v2.\n");
+    // HAProxy's unique-id TLV reaches the access log (the format starts with
+    // the client address in hex: 203.0.113.10 is CB00710A).
+    let access = access_log(dir.path(), "/claim?name=via_v2");
+    let unique_id = access["fields"]["unique_id"].as_str().unwrap();
+    assert!(unique_id.starts_with("CB00710A:"), "{access}");
+    assert_eq!(
+        access["fields"]["client"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some("203.0.113.10")
+    );
     let h2 = curl(&[
         "-k",
         "--http2",
