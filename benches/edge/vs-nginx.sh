@@ -11,7 +11,9 @@ conns=${2:-64}
 for tool in nginx wrk openssl; do
   command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx wrk openssl >/dev/null; }
 done
-cargo build --release --locked -p cti-edge >/dev/null 2>&1
+cargo build --release --locked -p cti-edge --bin cti-edge 2>&1 | grep -E '^(error|warning)' || true
+edge_bin=${CARGO_TARGET_DIR:-target}/release/cti-edge
+[[ -x $edge_bin ]] || { echo "build failed"; exit 1; }
 work=$(mktemp -d)
 cleanup() { kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -39,7 +41,7 @@ http {
 CONF
 nginx -c "$work/nginx.conf"
 
-target/release/cti-edge --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
+"$edge_bin" --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
   --max-per-source 100000 >"$work/edge.out" 2>/dev/null &
 echo $! > "$work/edge.pid"
 for _ in $(seq 50); do grep -q https "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
