@@ -88,16 +88,18 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Header, usize)>, ProxyError> {
 
 fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>, ProxyError> {
     let window = &buf[..buf.len().min(V1_MAX)];
-    let Some(cr) = window.iter().position(|b| *b == b'\r') else {
-        if window.contains(&b'\n') {
-            return Err(ProxyError::V1Malformed("line ends without CR"));
-        }
+    // The first line break decides: an LF before any CR is malformed however
+    // the bytes arrive (a later CR must not turn it into "need more").
+    let Some(cr) = window.iter().position(|b| *b == b'\r' || *b == b'\n') else {
         return if buf.len() >= V1_MAX {
             Err(ProxyError::V1TooLong)
         } else {
             Ok(None)
         };
     };
+    if window[cr] == b'\n' {
+        return Err(ProxyError::V1Malformed("line ends without CR"));
+    }
     match window.get(cr + 1) {
         None if buf.len() >= V1_MAX => return Err(ProxyError::V1TooLong),
         None => return Ok(None),
@@ -364,6 +366,9 @@ mod tests {
             b"PROXY UDP4 1.2.3.4 10.0.0.1 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 10.0.0.1 1 2\n",
             b"PROXY TCP4 1.2.3.4 10.0.0.1 1 2\rX",
+            // Found by fuzzing: an LF, then a CR still to come.
+            b"PROXY UNKNOWN\n\r",
+            b"PROXY UNKNOWN\nx\r",
         ];
         for b in bad {
             assert!(
