@@ -77,17 +77,7 @@ async fn route(
     let path = uri.path();
     let query = uri.query().unwrap_or("");
     let headers = req.headers();
-    if path == "/claim" || path.starts_with("/claim/") {
-        let nick = match path.strip_prefix("/claim/") {
-            Some(n) => percent_decode(n),
-            None => param(query, "name")?.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "missing_name",
-                    "Add ?name=YOURNAME to claim.",
-                )
-            }),
-        };
+    if let Some(nick) = claim_nick(path, query) {
         return Ok(claim(app, peer, headers, nick).await);
     }
     if req.method() == Method::OPTIONS {
@@ -441,6 +431,24 @@ fn empty() -> Body {
         .boxed()
 }
 
+/// The nickname a claim request names (`/claim?name=NICK` or `/claim/NICK`),
+/// percent-decoded; `None` when the path is not a claim. Whether the name
+/// is allowed is the core's decision.
+pub fn claim_nick(path: &str, query: &str) -> Option<Result<String, ApiError>> {
+    if let Some(nick) = path.strip_prefix("/claim/") {
+        return Some(percent_decode(nick));
+    }
+    (path == "/claim").then(|| {
+        param(query, "name")?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_name",
+                "Add ?name=YOURNAME to claim.",
+            )
+        })
+    })
+}
+
 /// The value of `key` in a query string, percent-decoded (`+` stays `+`:
 /// it is a legal nickname character).
 fn param(query: &str, key: &str) -> Result<Option<String>, ApiError> {
@@ -481,12 +489,14 @@ fn percent_decode(s: &str) -> Result<String, ApiError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
-            let v = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(bad)?;
-            out.push(v);
+            // Two hex digits exactly: `u8::from_str_radix` would also take "+1".
+            let digit = |j: usize| {
+                bytes
+                    .get(i + j)
+                    .and_then(|b| char::from(*b).to_digit(16))
+                    .ok_or_else(bad)
+            };
+            out.push((digit(1)? * 16 + digit(2)?) as u8);
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -506,6 +516,12 @@ mod tests {
         assert!(percent_decode("%zz").is_err());
         assert!(percent_decode("%ff").is_err(), "not UTF-8");
         assert!(percent_decode("%4").is_err());
+        assert!(percent_decode("%+1").is_err(), "a sign is not a hex digit");
+        assert!(percent_decode("%-1").is_err());
+        assert_eq!(claim_nick("/claim/a%2Bb", "").unwrap().unwrap(), "a+b");
+        assert_eq!(claim_nick("/claim", "name=x").unwrap().unwrap(), "x");
+        assert!(claim_nick("/claim", "").unwrap().is_err());
+        assert!(claim_nick("/claimx", "name=x").is_none());
         assert_eq!(
             param("x=1&name=bob%40home", "name").unwrap().as_deref(),
             Some("bob@home")

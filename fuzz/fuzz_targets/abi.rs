@@ -23,7 +23,10 @@ fn store() -> *const CtiStore {
             std::fs::create_dir_all(&dir).unwrap();
             let path = CString::new(dir.join("fuzz.db").to_str().unwrap()).unwrap();
             let mut s = ptr::null_mut();
-            assert_eq!(unsafe { cti_store_open(path.as_ptr(), &mut s) }, CtiResult::Ok);
+            assert_eq!(
+                unsafe { cti_store_open(path.as_ptr(), &mut s) },
+                CtiResult::Ok
+            );
             Handle(s)
         })
         .0
@@ -45,7 +48,8 @@ fn parts(data: &[u8]) -> Vec<Option<CString>> {
 }
 
 fn ptr_of(p: Option<&Option<CString>>) -> *const c_char {
-    p.and_then(|c| c.as_ref()).map_or(ptr::null(), |c| c.as_ptr())
+    p.and_then(|c| c.as_ref())
+        .map_or(ptr::null(), |c| c.as_ptr())
 }
 
 /// A failed call leaves `*out` NULL; whatever it holds is freed.
@@ -57,7 +61,9 @@ fn take(out: *mut c_char, rc: CtiResult) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&op, rest)) = data.split_first() else { return };
+    let Some((&op, rest)) = data.split_first() else {
+        return;
+    };
     let p = parts(rest);
     let (a, b, c) = (ptr_of(p.first()), ptr_of(p.get(1)), ptr_of(p.get(2)));
     let s = if op & 0x80 != 0 { ptr::null() } else { store() };
