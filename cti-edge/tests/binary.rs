@@ -2,7 +2,8 @@
 //! (self-signed certificate, printed URL and fingerprint), TLS 1.2 and 1.3
 //! with ALPN and session resumption, SIGTERM finishing an in-flight response
 //! and exiting 0, SIGHUP and file-change certificate reloads, the access log
-//! with the balancer's unique id, `--help` and `--check-config`.
+//! with the balancer's unique id, `--help` and `--check-config`, connection
+//! caps, and timeouts that cut slow clients (slowloris) while others are served.
 
 use hyper::Version;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -695,4 +696,121 @@ fn idle_and_handshake_timeouts_close_connections() {
     let s = TcpStream::connect(edge.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     closes_within(s, "silent connection");
+}
+
+/// A TCP connection to `to` from the loopback address `source` (each kind of
+/// slow client gets its own, so per-address caps do not mix them up).
+async fn tcp_from(source: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// Sends `prefix` one byte every `gap` (then filler bytes) and never
+/// finishes: returns how long the edge took to close the connection, or
+/// `None` if it was still open after `limit`.
+async fn dribble<S>(mut s: S, prefix: &[u8], gap: Duration, limit: Duration) -> Option<Duration>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    for i in 0.. {
+        if started.elapsed() > limit {
+            return None;
+        }
+        let byte = prefix.get(i).copied().unwrap_or(b'a');
+        if s.write_all(&[byte]).await.is_err() || s.flush().await.is_err() {
+            return Some(started.elapsed());
+        }
+        tokio::select! {
+            read = s.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return Some(started.elapsed()),
+                Ok(_) => {} // an error page, say: the close still has to come
+            },
+            _ = tokio::time::sleep(gap) => {}
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn slowloris_on_header_handshake_and_request_is_cut_while_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let edge = Edge::start(
+        dir.path(),
+        &[
+            "--proxy-from",
+            "127.0.0.2",
+            "--proxy-timeout",
+            "3",
+            "--handshake-timeout",
+            "2",
+            "--request-timeout",
+            "2",
+        ],
+    );
+    let addr = edge.addr;
+    let (http1, _) = client(None, &rustls::version::TLS13, &[b"http/1.1"]);
+    let (any, _) = client(None, &rustls::version::TLS13, &[b"h2", b"http/1.1"]);
+    let (gap, limit) = (Duration::from_millis(250), Duration::from_secs(12));
+    runtime().block_on(async move {
+        let mut slow = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            // A trusted balancer's PROXY header, a byte at a time.
+            slow.spawn(async move {
+                let s = tcp_from("127.0.0.2", addr).await;
+                let header = b"PROXY TCP4 198.51.100.1 127.0.0.1 1000 443\r\n";
+                ("PROXY header", 3, dribble(s, header, gap, limit).await)
+            });
+            // A TLS record announcing a 512-byte ClientHello, a byte at a time.
+            slow.spawn(async move {
+                let s = tcp_from("127.0.0.3", addr).await;
+                let hello = [
+                    0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+                ];
+                ("TLS handshake", 2, dribble(s, &hello, gap, limit).await)
+            });
+            // A finished handshake, then request headers a byte at a time.
+            let config = http1.clone();
+            slow.spawn(async move {
+                let tcp = tcp_from("127.0.0.4", addr).await;
+                let tls = tokio_rustls::TlsConnector::from(config)
+                    .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                    .await
+                    .unwrap();
+                let request = b"GET /api/ip HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+                ("HTTP request", 2, dribble(tls, request, gap, limit).await)
+            });
+        }
+        // Meanwhile a client elsewhere gets answers, a new TLS connection each.
+        let mut served = 0;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            let tcp = tcp_from("127.0.0.5", addr).await;
+            let tls = tokio_rustls::TlsConnector::from(any.clone())
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .unwrap();
+            let answer = tokio::time::timeout(Duration::from_secs(5), get(tls, "/api/ip"))
+                .await
+                .expect("a normal client waited over 5 s while slow clients held connections");
+            assert_eq!(answer.1, r#"{"ip":"127.0.0.5"}"#);
+            served += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(served >= 10, "only {served} requests served in 4 s");
+        while let Some(done) = slow.join_next().await {
+            let (what, timeout, closed) = done.unwrap();
+            let took = closed.unwrap_or_else(|| panic!("{what}: still open after {limit:?}"));
+            let timeout = Duration::from_secs(timeout);
+            assert!(
+                took + Duration::from_millis(300) >= timeout
+                    && took < timeout + Duration::from_secs(4),
+                "{what}: closed after {took:?}, timeout {timeout:?}"
+            );
+        }
+    });
+    drop(edge);
 }
