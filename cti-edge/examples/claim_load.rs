@@ -119,21 +119,7 @@ async fn one_connection(
     index: u32,
     tally: &Tally,
 ) -> Result<(), String> {
-    let mut tcp = tokio::net::TcpStream::connect(args.target)
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).ok();
-    tcp.write_all(&proxy_v2(source(index), args.target))
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut send = open(args.target, config, &proxy_v2(source(index), args.target)).await?;
     let mut latencies = Vec::with_capacity(args.per_connection as usize);
     for k in 0..args.per_connection {
         let nick = format!("load{}", (index + k) % args.nicks);
@@ -163,6 +149,28 @@ async fn one_connection(
     Ok(())
 }
 
+/// A TCP connection that sends `header`, then TLS and HTTP/1.1 over it.
+async fn open(
+    target: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+    header: &[u8],
+) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, String> {
+    let mut tcp = tokio::net::TcpStream::connect(target)
+        .await
+        .map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).ok();
+    tcp.write_all(header).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -176,21 +184,10 @@ async fn claimed_addresses(
     target: SocketAddr,
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<u64, String> {
-    let mut tcp = tokio::net::TcpStream::connect(target)
-        .await
-        .map_err(|e| e.to_string())?;
     // A LOCAL header: reads need no client address.
     let mut local = cti_edge::proxy::V2_SIGNATURE.to_vec();
     local.extend_from_slice(&[0x20, 0x00, 0, 0]);
-    tcp.write_all(&local).await.map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+    let mut send = open(target, config, &local).await?;
     let req = hyper::Request::get("/api/blocks")
         .header("host", "localhost")
         .body(Empty::<bytes::Bytes>::new())

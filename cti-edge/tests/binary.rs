@@ -301,30 +301,36 @@ fn zero_config_serves_https_with_a_printed_self_signed_certificate() {
     });
 }
 
+/// `GET /api/blocks` over HTTP/2 with a 1 KiB stream window: the 15 KiB
+/// answer stays in flight until its body is read.
+async fn stalled_blocks(
+    addr: SocketAddr,
+    fingerprint: &str,
+) -> hyper::Response<hyper::body::Incoming> {
+    use http_body_util::Empty;
+    let (config, _) = client(Some(fingerprint), &rustls::version::TLS13, &[b"h2"]);
+    let tls = connect(addr, &config).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(1024)
+            .handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get("https://localhost/api/blocks")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    send.send_request(req).await.unwrap()
+}
+
 #[test]
 fn sigterm_stops_accepting_finishes_the_in_flight_response_and_exits_0() {
-    use http_body_util::{BodyExt, Empty};
+    use http_body_util::BodyExt;
     let dir = tempfile::tempdir().unwrap();
     let mut edge = Edge::start(dir.path(), &["--grace", "30"]);
     let (addr, fp) = (edge.addr, edge.fingerprint.clone());
     let rt = runtime();
-    let (config, _) = client(Some(&fp), &rustls::version::TLS13, &[b"h2"]);
-    // HTTP/2 with a 1 KiB stream window: the 15 KiB /api/blocks answer stays
-    // in flight until the body is read.
-    let resp = rt.block_on(async {
-        let tls = connect(addr, &config).await;
-        let (mut send, conn) =
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .initial_stream_window_size(1024)
-                .handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::get("https://localhost/api/blocks")
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
-        send.send_request(req).await.unwrap()
-    });
+    let resp = rt.block_on(stalled_blocks(addr, &fp));
     assert_eq!(resp.status(), 200);
     edge.signal("-TERM");
     // The listener closes at once; the process stays for the response.
@@ -359,26 +365,11 @@ fn sigterm_stops_accepting_finishes_the_in_flight_response_and_exits_0() {
 
 #[test]
 fn sigint_with_a_stuck_client_exits_0_after_the_grace_period() {
-    use http_body_util::Empty;
     let dir = tempfile::tempdir().unwrap();
     let mut edge = Edge::start(dir.path(), &["--grace", "1"]);
     let (addr, fp) = (edge.addr, edge.fingerprint.clone());
     let rt = runtime();
-    let (config, _) = client(Some(&fp), &rustls::version::TLS13, &[b"h2"]);
-    let _resp = rt.block_on(async {
-        let tls = connect(addr, &config).await;
-        let (mut send, conn) =
-            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                .initial_stream_window_size(1024)
-                .handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::get("https://localhost/api/blocks")
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
-        send.send_request(req).await.unwrap()
-    });
+    let _resp = rt.block_on(stalled_blocks(addr, &fp));
     let started = Instant::now();
     edge.signal("-INT");
     let status = edge.wait(Duration::from_secs(15));
