@@ -32,9 +32,12 @@ const PAGE_SIZE: i64 = 1024;
 const CACHE_KIB: i64 = 4096;
 
 /// WAL frames before the writer's own auto-checkpoint: 256 Ki pages, about
-/// 270 MiB of WAL. Checkpointing seldom lets the kernel write each random
+/// 262 MiB of WAL. Checkpointing seldom lets the kernel write each random
 /// `claims` block once for many claims (see [`Checkpointer`]).
 const AUTOCHECKPOINT_PAGES: i64 = 262_144;
+
+/// Bytes SQLite puts before each page in the WAL.
+const WAL_FRAME_HEADER: i64 = 24;
 
 /// Events kept beyond the longest window, for the recent-claims list.
 pub const RECENT_KEEP: i64 = 500;
@@ -323,12 +326,13 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
     conn.pragma_update(None, "wal_autocheckpoint", AUTOCHECKPOINT_PAGES)?;
-    // A WAL that grew to the auto-checkpoint size is kept, not truncated, so
-    // the next cycle rewrites blocks the file already has.
+    // A WAL that grew to the auto-checkpoint size (plus the frames of the
+    // commit that crossed it) is kept, not truncated, so the next cycle
+    // rewrites blocks the file already has.
     conn.pragma_update(
         None,
         "journal_size_limit",
-        AUTOCHECKPOINT_PAGES * (PAGE_SIZE + 24) * 9 / 8,
+        AUTOCHECKPOINT_PAGES * (PAGE_SIZE + WAL_FRAME_HEADER) * 9 / 8,
     )
 }
 
