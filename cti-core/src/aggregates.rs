@@ -177,20 +177,27 @@ impl Block {
 pub struct Standing {
     pub player: PlayerId,
     pub blocks: Vec<u8>,
-    /// Addresses owned in the blocks held.
+    /// Addresses owned in the window, in every block.
     pub claims: u64,
 }
 
-/// Every block's counts.
+/// Players with at least this many addresses are ranked even without a block
+/// (as ipv4.games lists them).
+pub const RANKED_MIN: u64 = 10;
+
+/// Every block's counts, and each player's total per window.
 #[derive(Debug, Clone)]
 pub struct Aggregates {
     blocks: Vec<Block>,
+    /// Per window, addresses each player owns across all blocks; no zero entries.
+    totals: [HashMap<PlayerId, u64>; WINDOWS],
 }
 
 impl Default for Aggregates {
     fn default() -> Self {
         Aggregates {
             blocks: vec![Block::default(); BLOCKS],
+            totals: Default::default(),
         }
     }
 }
@@ -203,7 +210,19 @@ impl Aggregates {
     /// Applies a batch of changes, then brings every touched top up to date.
     pub fn apply(&mut self, deltas: &Deltas) {
         for (&(b, p), d) in deltas {
-            self.blocks[b as usize].add(p, d);
+            let block = &mut self.blocks[b as usize];
+            let before = block.counts(p);
+            block.add(p, d);
+            let after = block.counts(p);
+            for (w, totals) in self.totals.iter_mut().enumerate() {
+                if after[w] != before[w] {
+                    let t = totals.entry(p).or_default();
+                    *t = (*t + after[w] as u64).saturating_sub(before[w] as u64);
+                    if *t == 0 {
+                        totals.remove(&p);
+                    }
+                }
+            }
         }
         for &(b, _) in deltas.keys() {
             self.blocks[b as usize].refresh();
@@ -214,22 +233,47 @@ impl Aggregates {
         self.block(block).leader(window)
     }
 
-    /// Players holding at least one block, unsorted (names decide the final order).
+    /// Addresses `player` owns in `window`, in every block.
+    pub fn total(&self, window: Window, player: PlayerId) -> u64 {
+        self.totals[window.index()]
+            .get(&player)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Players owning addresses in `window`.
+    pub fn players(&self, window: Window) -> impl Iterator<Item = PlayerId> + '_ {
+        self.totals[window.index()].keys().copied()
+    }
+
+    /// Every holder of a block, and every player with at least [`RANKED_MIN`]
+    /// addresses, unsorted (names decide the final order).
     pub fn standings(&self, window: Window) -> Vec<Standing> {
-        let mut by_player: HashMap<PlayerId, Standing> = HashMap::default();
+        let mut rows: HashMap<PlayerId, Standing> = HashMap::default();
         for block in 0..BLOCKS {
-            let leader = self.leader(window, block as u8);
-            if let Some(p) = leader.holder {
-                let s = by_player.entry(p).or_insert_with(|| Standing {
-                    player: p,
-                    blocks: Vec::new(),
-                    claims: 0,
-                });
-                s.blocks.push(block as u8);
-                s.claims += leader.count as u64;
+            if let Some(p) = self.leader(window, block as u8).holder {
+                self.row(&mut rows, window, p).blocks.push(block as u8);
             }
         }
-        by_player.into_values().collect()
+        for (&p, &n) in &self.totals[window.index()] {
+            if n >= RANKED_MIN {
+                self.row(&mut rows, window, p);
+            }
+        }
+        rows.into_values().collect()
+    }
+
+    fn row<'a>(
+        &self,
+        rows: &'a mut HashMap<PlayerId, Standing>,
+        window: Window,
+        player: PlayerId,
+    ) -> &'a mut Standing {
+        rows.entry(player).or_insert_with(|| Standing {
+            player,
+            blocks: Vec::new(),
+            claims: self.total(window, player),
+        })
     }
 
     /// Blocks of `window` in which `player` owns addresses.

@@ -1,17 +1,23 @@
 //! The claim rule, as count changes.
 //!
-//! Each address belongs to whoever claimed it last. A claim replaces the
-//! address's current claim: the previous owner loses the address in every
-//! window that still counted the old claim, and the claimant gains it in every
-//! window (a fresh claim counts everywhere). A repeat claim by the owner thus
-//! changes no ownership but brings the address back into windows it had left.
+//! Each address belongs to whoever claimed it last. A claim by another player
+//! replaces the address's current claim: the previous owner loses the address
+//! in every window that still counted the old claim, and the claimant gains it
+//! in every window (a fresh claim counts everywhere). The current owner
+//! claiming again changes nothing while their claim is younger than
+//! [`REFRESH_AFTER`] (as ipv4.games: hammering an address does not keep it in
+//! the hour window, nor flood the recent list); after that it refreshes the
+//! claim, which brings the address back into windows it had left.
 //!
 //! Windows slide by *cursors*: every claim gets a sequence number, and a window
 //! has expired every claim up to its cursor. A claim counts in a window while
 //! its sequence number is above the window's cursor.
 
 use crate::aggregates::{Deltas, PlayerId};
-use crate::window::Window;
+use crate::window::{Micros, Window};
+
+/// Age at which an owner's repeat claim refreshes the claim's time: 3,600 s.
+pub const REFRESH_AFTER: Micros = 3_600_000_000;
 
 /// Per window, the sequence number of the last claim it has expired.
 /// `All` never expires anything, so its cursor stays 0.
@@ -35,6 +41,15 @@ impl Cursors {
 pub struct Owner {
     pub player: PlayerId,
     pub seq: i64,
+    pub at: Micros,
+}
+
+/// Whether a claim at `now` changes anything.
+pub fn takes_effect(previous: Option<&Owner>, claimant: PlayerId, now: Micros) -> bool {
+    match previous {
+        Some(p) if p.player == claimant => now - p.at >= REFRESH_AFTER,
+        _ => true,
+    }
 }
 
 /// Records a new claim of an address in `block` that was owned by `previous`.
@@ -42,7 +57,7 @@ pub fn claim(
     deltas: &mut Deltas,
     cursors: &Cursors,
     block: u8,
-    previous: Option<Owner>,
+    previous: Option<&Owner>,
     claimant: PlayerId,
 ) {
     if let Some(prev) = previous {
@@ -72,6 +87,10 @@ mod tests {
         d.get(&(7, p)).map_or(0, |d| d[w.index()])
     }
 
+    fn owner(player: PlayerId, seq: i64) -> Owner {
+        Owner { player, seq, at: 0 }
+    }
+
     #[test]
     fn first_claim_counts_everywhere() {
         let mut d = Deltas::default();
@@ -84,7 +103,7 @@ mod tests {
         let mut cursors = Cursors::default();
         cursors.set(Window::Hour, 10); // the hour has expired claims 1..=10
         let mut d = Deltas::default();
-        claim(&mut d, &cursors, 7, Some(Owner { player: 1, seq: 5 }), 2);
+        claim(&mut d, &cursors, 7, Some(&owner(1, 5)), 2);
         assert_eq!(net(&d, Window::Hour, 1), 0, "already gone from the hour");
         assert_eq!(net(&d, Window::Day, 1), -1);
         assert_eq!(net(&d, Window::All, 1), -1);
@@ -96,9 +115,25 @@ mod tests {
         let mut cursors = Cursors::default();
         cursors.set(Window::Hour, 10);
         let mut d = Deltas::default();
-        claim(&mut d, &cursors, 7, Some(Owner { player: 1, seq: 5 }), 1);
+        claim(&mut d, &cursors, 7, Some(&owner(1, 5)), 1);
         assert_eq!(net(&d, Window::Hour, 1), 1, "back in the hour");
         assert_eq!(net(&d, Window::Day, 1), 0);
         assert_eq!(net(&d, Window::All, 1), 0);
+    }
+
+    #[test]
+    fn owner_repeats_take_effect_only_after_an_hour() {
+        let prev = Owner {
+            player: 1,
+            seq: 3,
+            at: 1_000,
+        };
+        assert!(!takes_effect(Some(&prev), 1, 1_000 + REFRESH_AFTER - 1));
+        assert!(takes_effect(Some(&prev), 1, 1_000 + REFRESH_AFTER));
+        assert!(
+            takes_effect(Some(&prev), 2, 1_001),
+            "another nick always takes it"
+        );
+        assert!(takes_effect(None, 1, 0));
     }
 }

@@ -24,12 +24,23 @@ pub enum Error {
         found: i64,
         known: i64,
     },
+    #[error("the store at {path} is open for writing by {holder}: one writer per store (open it read-only instead)")]
+    Locked { path: String, holder: String },
     #[error("the stored aggregates disagree with the claims: {0}")]
     Inconsistent(String),
-    #[error("too many claims from this address or its /24: try again in {retry_after} s")]
-    RateLimited { retry_after: u32 },
+    #[error("too many {what} from this address or its /24: try again in {retry_after} s")]
+    RateLimited {
+        what: &'static str,
+        retry_after: u32,
+    },
     #[error("invalid argument: {0}")]
     Argument(String),
+    #[error("the store was opened read-only: it cannot claim")]
+    ReadOnly,
+    #[error("the store was opened by process {0} and cannot be used after fork(): open a store in the child")]
+    Forked(u32),
+    #[error("{0} is not allowed on the library's callback thread")]
+    WrongThread(&'static str),
     #[error("the store is closed")]
     Closed,
 }

@@ -1,9 +1,10 @@
 //! JSON renderings of the game state, shared by every frontend through the C ABI.
 
-use crate::aggregates::{PlayerId, BLOCKS};
-use crate::store::Event;
-use crate::window::{rfc3339, sec_nsec, Micros, Window};
-use crate::writer::{Claimed, View};
+use crate::aggregates::{Leader, PlayerId, BLOCKS};
+use crate::store::ClaimRow;
+use crate::view::{Change, View};
+use crate::window::{rfc3339, sec_nsec, Window};
+use crate::writer::Claimed;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -26,13 +27,13 @@ impl ClaimJson {
         }
     }
 
-    fn from_event(view: &View, e: &Event) -> Self {
-        let ip = Ipv4Addr::from(e.ip);
+    fn from_row(name: &str, c: &ClaimRow) -> Self {
+        let ip = Ipv4Addr::from(c.ip);
         ClaimJson {
             ip: ip.to_string(),
-            name: view.name(e.player).to_string(),
+            name: name.to_string(),
             block: ip.octets()[0],
-            claimed_at: rfc3339(e.at),
+            claimed_at: rfc3339(c.at),
         }
     }
 }
@@ -46,30 +47,34 @@ pub struct BlockJson {
     pub total: u64,
 }
 
+impl BlockJson {
+    fn new(view: &View, block: u8, l: &Leader) -> Self {
+        BlockJson {
+            block,
+            holder: l.holder.map(|p| view.name(p).to_string()),
+            tied: l.tied,
+            claims: l.count,
+            total: l.total,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct BlocksJson {
     pub window: &'static str,
+    /// When this window's data last changed.
     pub updated_at: String,
     pub blocks: Vec<BlockJson>,
 }
 
 pub fn blocks(view: &View, window: Window) -> BlocksJson {
-    let blocks = (0..BLOCKS)
-        .map(|b| {
-            let l = view.aggregates.leader(window, b as u8);
-            BlockJson {
-                block: b as u8,
-                holder: l.holder.map(|p| view.name(p).to_string()),
-                tied: l.tied,
-                claims: l.count,
-                total: l.total,
-            }
-        })
-        .collect();
     BlocksJson {
         window: window.name(),
-        updated_at: rfc3339(view.updated_at),
-        blocks,
+        updated_at: rfc3339(view.changed_at(Some(window))),
+        blocks: view
+            .leaders_of(window)
+            .map(|(b, l)| BlockJson::new(view, b, &l))
+            .collect(),
     }
 }
 
@@ -78,6 +83,7 @@ pub struct RankJson {
     pub rank: usize,
     pub name: String,
     pub blocks: Vec<u8>,
+    /// Addresses owned in the window, in every block.
     pub claims: u64,
 }
 
@@ -88,9 +94,10 @@ pub struct RanksJson {
     pub rankings: Vec<RankJson>,
 }
 
-/// Blocks held, then addresses in them, then name in byte order.
+/// Every holder and every player with at least 10 addresses, by blocks held,
+/// then addresses owned, then name in byte order (as ipv4.games ranks).
 pub fn ranks(view: &View, window: Window) -> RanksJson {
-    let mut rows = view.aggregates.standings(window);
+    let mut rows = view.aggregates().standings(window);
     rows.sort_by(|a, b| {
         b.blocks
             .len()
@@ -114,23 +121,25 @@ pub fn ranks(view: &View, window: Window) -> RanksJson {
         .collect();
     RanksJson {
         window: window.name(),
-        updated_at: rfc3339(view.updated_at),
+        updated_at: rfc3339(view.changed_at(Some(window))),
         rankings,
     }
 }
 
 #[derive(Debug, Serialize)]
 pub struct RecentJson {
+    pub updated_at: String,
     pub claims: Vec<ClaimJson>,
 }
 
+/// The newest current claims, one per address, newest first.
 pub fn recent(view: &View, limit: usize) -> RecentJson {
     RecentJson {
+        updated_at: rfc3339(view.changed_at(None)),
         claims: view
-            .recent
-            .iter()
+            .recent()
             .take(limit)
-            .map(|e| ClaimJson::from_event(view, e))
+            .map(|c| ClaimJson::from_row(view.name(c.player), c))
             .collect(),
     }
 }
@@ -148,16 +157,18 @@ pub struct PlaceJson {
 pub struct UserJson {
     pub name: String,
     pub window: &'static str,
+    pub updated_at: String,
     pub blocks_held: usize,
     pub claims: u64,
     pub standing: Vec<PlaceJson>,
 }
 
 pub fn user(view: &View, window: Window, player: PlayerId) -> UserJson {
-    let places = view.aggregates.places(window, player);
+    let places = view.aggregates().places(window, player);
     UserJson {
         name: view.name(player).to_string(),
         window: window.name(),
+        updated_at: rfc3339(view.changed_at(Some(window))),
         blocks_held: places.iter().filter(|p| p.rank == 1 && !p.tied).count(),
         claims: places.iter().map(|p| p.count as u64).sum(),
         standing: places
@@ -173,48 +184,88 @@ pub fn user(view: &View, window: Window, player: PlayerId) -> UserJson {
     }
 }
 
-/// `/score` of ipv4.games: each holder with `[block, count]` of the blocks held.
+/// `/score` of ipv4.games: every player with an address in the window, with
+/// `[block, count]` for every block where they have one (clients work out
+/// holders, ties and totals from this). `now` is the time of the data.
 #[derive(Debug, Serialize)]
 pub struct ScoreCompat {
     pub now: (i64, i64),
     pub score: BTreeMap<String, Vec<(u8, u32)>>,
 }
 
-pub fn score_compat(view: &View, window: Window, now: Micros) -> ScoreCompat {
+pub fn score_compat(view: &View, window: Window) -> ScoreCompat {
     let mut score: BTreeMap<String, Vec<(u8, u32)>> = BTreeMap::new();
     for b in 0..BLOCKS {
-        let l = view.aggregates.leader(window, b as u8);
-        if let Some(p) = l.holder {
+        for (p, n) in view.aggregates().block(b as u8).players(window) {
             score
                 .entry(view.name(p).to_string())
                 .or_default()
-                .push((b as u8, l.count));
+                .push((b as u8, n));
         }
     }
     ScoreCompat {
-        now: sec_nsec(now),
+        now: sec_nsec(view.changed_at(Some(window))),
         score,
     }
 }
 
-/// `/recent` of ipv4.games: `[ip as u32, nick, unix seconds]`, newest first.
+/// `/recent` of ipv4.games: the newest current claims, one per address,
+/// `[ip as u32, nick, unix seconds]`, newest first.
 #[derive(Debug, Serialize)]
 pub struct RecentCompat {
     pub now: (i64, i64),
     pub recent: Vec<(u32, String, i64)>,
 }
 
-pub fn recent_compat(view: &View, limit: usize, now: Micros) -> RecentCompat {
+pub fn recent_compat(view: &View, limit: usize) -> RecentCompat {
     let recent = view
-        .recent
-        .iter()
+        .recent()
         .take(limit)
-        .map(|e| (e.ip, view.name(e.player).to_string(), sec_nsec(e.at).0))
+        .map(|c| (c.ip, view.name(c.player).to_string(), sec_nsec(c.at).0))
         .collect();
     RecentCompat {
-        now: sec_nsec(now),
+        now: sec_nsec(view.changed_at(None)),
         recent,
     }
+}
+
+#[derive(Debug, Serialize)]
+struct HolderJson {
+    window: &'static str,
+    #[serde(flatten)]
+    block: BlockJson,
+}
+
+#[derive(Debug, Serialize)]
+struct EventJson<'a> {
+    event: u64,
+    kind: &'a str,
+    at: String,
+    claims: Vec<ClaimJson>,
+    holders: Vec<HolderJson>,
+}
+
+/// A subscriber's event: the claims a commit made visible and the
+/// (window, block) leaders that changed.
+pub fn event(view: &View, kind: &str, number: u64, change: &Change) -> String {
+    to_json(&EventJson {
+        event: number,
+        kind,
+        at: rfc3339(change.at),
+        claims: change
+            .claims
+            .iter()
+            .map(|f| ClaimJson::from_row(&f.name, &f.row))
+            .collect(),
+        holders: change
+            .holders
+            .iter()
+            .map(|h| HolderJson {
+                window: h.window.name(),
+                block: BlockJson::new(view, h.block, &h.leader),
+            })
+            .collect(),
+    })
 }
 
 /// Serializes a rendering; these types cannot fail to serialize.

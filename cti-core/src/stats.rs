@@ -62,6 +62,7 @@ pub struct Stats {
     claims_rate_limited: AtomicU64,
     commits: AtomicU64,
     commits_failed: AtomicU64,
+    disk_probes: AtomicU64,
     batch_size: Histogram<8>,
     commit_latency: Histogram<10>,
 }
@@ -82,17 +83,29 @@ impl Stats {
         self.claims_failed.fetch_add(claims as u64, Relaxed);
     }
 
+    /// The health check wrote and synced its probe file.
+    pub fn probed(&self) {
+        self.disk_probes.fetch_add(1, Relaxed);
+    }
+
     pub fn rate_limited(&self) {
         self.claims_rate_limited.fetch_add(1, Relaxed);
     }
 
-    pub fn snapshot(&self) -> StatsJson {
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Relaxed)
+    }
+
+    pub fn snapshot(&self, gauges: Gauges) -> StatsJson {
         StatsJson {
+            gauges,
             claims_committed: self.claims_committed.load(Relaxed),
             claims_failed: self.claims_failed.load(Relaxed),
             claims_rate_limited: self.claims_rate_limited.load(Relaxed),
             commits: self.commits.load(Relaxed),
             commits_failed: self.commits_failed.load(Relaxed),
+            disk_probes: self.disk_probes.load(Relaxed),
             batch_size: self.batch_size.snapshot(&BATCH_BOUNDS),
             commit_latency_us: self.commit_latency.snapshot(&LATENCY_BOUNDS_US),
         }
@@ -107,13 +120,31 @@ pub struct HistogramJson {
     pub sum: u64,
 }
 
+/// Values of the moment, gathered by the store for a snapshot.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct Gauges {
+    /// Players in memory: owning an address or in the recent list.
+    pub live_players: u64,
+    /// Claims and other jobs waiting for the writer.
+    pub queued: u64,
+    /// Commit events handed to subscribers, and dropped for slow ones.
+    pub events_delivered: u64,
+    pub events_dropped: u64,
+    /// Failed reads of the lapse schedule (the windows then slide late).
+    pub schedule_load_errors: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct StatsJson {
+    #[serde(flatten)]
+    pub gauges: Gauges,
     pub claims_committed: u64,
     pub claims_failed: u64,
     pub claims_rate_limited: u64,
     pub commits: u64,
     pub commits_failed: u64,
+    /// Writes of the health check's probe file.
+    pub disk_probes: u64,
     pub batch_size: HistogramJson,
     pub commit_latency_us: HistogramJson,
 }
@@ -129,7 +160,7 @@ mod tests {
         s.committed(100, Duration::from_millis(7));
         s.failed(5);
         s.rate_limited();
-        let j = s.snapshot();
+        let j = s.snapshot(Gauges::default());
         assert_eq!(
             (
                 j.claims_committed,

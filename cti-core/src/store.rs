@@ -1,23 +1,34 @@
-//! The SQLite store: schema, migrations, loading at open, and the statements a
-//! batch runs. Claims and the aggregates that count them change in one
-//! transaction, so after any crash the tables agree (see [`Db::check`]).
+//! The SQLite store: schema, migrations, the ownership check at open, loading
+//! the in-memory state, and the statements a batch runs. Claims and the
+//! aggregates that count them change in one transaction, so after any crash
+//! the tables agree (see `check`).
+//!
+//! Storage grows with addresses, not claims: `claims` holds the current claim
+//! of each address (a claim replaces the row of its address), and the recent
+//! list is the newest rows of `claims` by sequence number.
 //!
 //! Durability: WAL with `synchronous=FULL`. A commit returns only after the
 //! WAL is fsynced, so an acknowledged claim survives a process crash and a
 //! power loss (given a disk that honours fsync).
 
-use crate::aggregates::{Aggregates, Deltas, Leader, PlayerId, BLOCKS};
+use crate::aggregates::{Aggregates, Deltas, Leader, PlayerId};
 use crate::claim::{Cursors, Owner};
 use crate::error::{Error, Result};
+use crate::files;
 use crate::window::{Micros, Window};
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 use rustc_hash::FxHashMap as HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The newest schema this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+/// The newest schema this build reads and writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// `PRAGMA application_id` of a cti store: "CTIP".
+pub const APPLICATION_ID: i64 = 0x4354_4950;
 
 /// Page size of new stores. Claims land on random addresses, so each dirties
 /// its own page of `claims`; small pages keep the bytes written per claim low.
@@ -39,58 +50,78 @@ const AUTOCHECKPOINT_PAGES: i64 = 262_144;
 /// Bytes SQLite puts before each page in the WAL.
 const WAL_FRAME_HEADER: i64 = 24;
 
-/// Events kept beyond the longest window, for the recent-claims list.
-pub const RECENT_KEEP: i64 = 500;
+/// Length of the recent list: the newest current claims.
+pub const RECENT_KEEP: usize = 500;
 
 /// Migrations, indexed by the version they upgrade from.
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
     "CREATE TABLE players (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
-     -- The current claim of each address (last claim wins).
      CREATE TABLE claims (ip INTEGER PRIMARY KEY, player INTEGER NOT NULL,
                           claimed_at INTEGER NOT NULL, seq INTEGER NOT NULL);
-     -- Every claim in order; kept while a window may still expire it.
      CREATE TABLE events (seq INTEGER PRIMARY KEY, ip INTEGER NOT NULL,
                           player INTEGER NOT NULL, claimed_at INTEGER NOT NULL);
-     -- Addresses each player owns per block (the `all` window); no zero rows.
      CREATE TABLE tallies (block INTEGER NOT NULL, player INTEGER NOT NULL, count INTEGER NOT NULL,
                            PRIMARY KEY (block, player)) WITHOUT ROWID;
-     -- Per sliding window, the addresses in `tallies` whose claim has left the
-     -- window. A fresh claim counts in every window, so it changes only
-     -- `tallies`: these rows change when claims slide out or come back.
      CREATE TABLE lapsed (win INTEGER NOT NULL, block INTEGER NOT NULL, player INTEGER NOT NULL,
                           count INTEGER NOT NULL, PRIMARY KEY (win, block, player)) WITHOUT ROWID;
-     -- Who holds each (window, block) with claims: a player, or NULL on a tie.
      CREATE TABLE holders (win INTEGER NOT NULL, block INTEGER NOT NULL, player INTEGER,
                            tied INTEGER NOT NULL, PRIMARY KEY (win, block)) WITHOUT ROWID;
-     -- Per window, the last event it has expired.
      CREATE TABLE windows (win INTEGER PRIMARY KEY, expired_seq INTEGER NOT NULL);
      INSERT INTO windows VALUES (0,0),(1,0),(2,0),(3,0),(4,0),(5,0);
      CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
      INSERT INTO meta VALUES ('updated_at', 0);",
+    // 1 -> 2: one row per address. The per-claim log goes; `claims` (the
+    // current claim of each address) is ordered by `seq` for the windows and
+    // the recent list, and `last_seq` keeps sequence numbers rising past
+    // every window cursor.
+    //
+    // Tables after this migration:
+    //   players  (id, name)              every name ever seen; only live ones are in memory
+    //   claims   (ip, player, claimed_at, seq)   the current claim of each address
+    //   tallies  (block, player, count)  addresses each player owns per block (`all`)
+    //   lapsed   (win, block, player, count)     of those, how many have left each sliding window
+    //   holders  (win, block, player, tied)      who holds each (window, block) with claims
+    //   windows  (win, expired_seq)      per window, the last seq it has expired
+    //   meta     (key, value)            updated_at (time of the last commit), last_seq
+    "INSERT OR REPLACE INTO meta VALUES ('last_seq',
+         max((SELECT coalesce(max(seq), 0) FROM events), (SELECT coalesce(max(seq), 0) FROM claims)));
+     DROP TABLE events;
+     CREATE UNIQUE INDEX claims_seq ON claims (seq);",
 ];
 
-/// One claim in the order it was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
+/// The tables of a schema-1 store, made before stores carried an application id.
+const V1_TABLES: &[&str] = &[
+    "claims", "events", "holders", "lapsed", "meta", "players", "tallies", "windows",
+];
+
+/// The current claim of one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRow {
     pub seq: i64,
     pub ip: u32,
     pub player: PlayerId,
     pub at: Micros,
 }
 
+impl ClaimRow {
+    pub fn block(&self) -> u8 {
+        (self.ip >> 24) as u8
+    }
+}
+
 /// Everything a store keeps in memory, read at open without scanning claims.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
-    /// Player names; player id `n` is `names[n - 1]`.
-    pub names: Vec<Arc<str>>,
+    /// Live players: those owning an address or in the recent list.
+    pub names: HashMap<PlayerId, Arc<str>>,
     pub aggregates: Aggregates,
     pub cursors: Cursors,
     pub last_seq: i64,
-    pub last_at: Micros,
+    /// Time of the last commit: store time never runs back before it.
     pub updated_at: Micros,
-    /// Newest first.
-    pub recent: Vec<Event>,
+    /// Newest first, at most `RECENT_KEEP`.
+    pub recent: Vec<ClaimRow>,
 }
 
 pub struct Db {
@@ -99,32 +130,76 @@ pub struct Db {
 }
 
 impl Db {
+    /// Opens (creating if needed) a store for writing. A non-empty file that
+    /// is not a cti store is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Db> {
         let shown = path.display().to_string();
-        let open_err = |e: rusqlite::Error| Error::Open {
+        let open_err = |message: String| Error::Open {
             path: shown.clone(),
-            message: e.to_string(),
+            message,
         };
-        let conn = Connection::open(path).map_err(open_err)?;
+        if files::inspect(path).map_err(&open_err)? == files::Kind::Missing {
+            files::create_private(path).map_err(|e| open_err(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        ensure_ours(&conn).map_err(&open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
-            .map_err(open_err)?;
-        configure(&conn).map_err(open_err)?;
+            .map_err(|e| open_err(e.to_string()))?;
+        configure(&conn).map_err(|e| open_err(e.to_string()))?;
         let mut db = Db { conn, path: shown };
         db.migrate()?;
         Ok(db)
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let found: i64 = self
+    /// Opens an existing store for reading only; it is never written to.
+    pub fn open_readonly(path: &Path) -> Result<Db> {
+        let shown = path.display().to_string();
+        let open_err = |message: String| Error::Open {
+            path: shown.clone(),
+            message,
+        };
+        if files::inspect(path).map_err(&open_err)? != files::Kind::Data {
+            return Err(open_err("no store there to read".into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+        ensure_ours(&conn).map_err(&open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(|e| open_err(e.to_string()))?;
+        let db = Db {
+            conn,
+            path: shown.clone(),
+        };
+        let found = db.user_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(db.schema_error(found));
+        }
+        if found < SCHEMA_VERSION {
+            return Err(open_err(format!(
+                "schema version {found} is older than {SCHEMA_VERSION}: open it for writing once to upgrade it"
+            )));
+        }
+        Ok(db)
+    }
+
+    fn user_version(&self) -> Result<i64> {
+        Ok(self
             .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        let known = SCHEMA_VERSION;
-        if found > known {
-            return Err(Error::Schema {
-                path: self.path.clone(),
-                found,
-                known,
-            });
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn schema_error(&self, found: i64) -> Error {
+        Error::Schema {
+            path: self.path.clone(),
+            found,
+            known: SCHEMA_VERSION,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let found = self.user_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(self.schema_error(found));
         }
         for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             let tx = self
@@ -132,46 +207,58 @@ impl Db {
                 .transaction_with_behavior(TransactionBehavior::Exclusive)?;
             tx.execute_batch(sql)?;
             tx.pragma_update(None, "user_version", from as i64 + 1)?;
+            tx.pragma_update(None, "application_id", APPLICATION_ID)?;
             tx.commit()?;
         }
         Ok(())
     }
 
-    /// Reads the in-memory state: players, tallies, cursors, the newest events.
-    /// Cost grows with players and tallies, never with the number of claims.
-    pub fn load(&self) -> Result<Loaded> {
-        let mut loaded = Loaded::default();
-        let mut stmt = self
+    /// Changes when another connection commits (`PRAGMA data_version`).
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
             .conn
-            .prepare("SELECT id, name FROM players ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let name: String = row.get(1)?;
-            if id != loaded.names.len() as i64 + 1 {
-                return Err(Error::Inconsistent(format!(
-                    "player ids are not dense at {id}"
-                )));
-            }
-            loaded.names.push(name.into());
-        }
-        loaded.aggregates = self.load_tallies()?;
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Reads the in-memory state: live players, tallies, cursors, the recent
+    /// list. Cost grows with live players and their blocks, never with claims.
+    pub fn load(&self) -> Result<Loaded> {
+        let tx = self.conn.unchecked_transaction()?;
+        let mut loaded = Loaded {
+            aggregates: self.load_tallies()?,
+            ..Loaded::default()
+        };
         let mut stmt = self.conn.prepare("SELECT win, expired_seq FROM windows")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
             loaded.cursors.set(window_of(row.get(0)?)?, row.get(1)?);
         }
-        loaded.updated_at =
-            self.conn
-                .query_row("SELECT value FROM meta WHERE key = 'updated_at'", [], |r| {
-                    r.get(0)
-                })?;
-        loaded.recent = self.newest_events(RECENT_KEEP)?;
-        if let Some(last) = loaded.recent.first() {
-            loaded.last_seq = last.seq;
-            loaded.last_at = last.at;
+        loaded.updated_at = self.meta("updated_at")?;
+        loaded.last_seq = self.meta("last_seq")?;
+        loaded.recent = self.newest(RECENT_KEEP)?;
+        let mut name = self
+            .conn
+            .prepare_cached("SELECT name FROM players WHERE id = ?1")?;
+        let owners = loaded.aggregates.players(Window::All);
+        for id in owners.chain(loaded.recent.iter().map(|r| r.player)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = loaded.names.entry(id) {
+                let n: String = name.query_row([id], |r| r.get(0))?;
+                e.insert(n.into());
+            }
         }
+        drop(rows);
+        drop(stmt);
+        drop(name);
+        tx.commit()?;
         Ok(loaded)
+    }
+
+    fn meta(&self, key: &str) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
     }
 
     /// Rebuilds every window's tallies: `all` from `tallies`, each sliding
@@ -208,11 +295,22 @@ impl Db {
         Ok(aggregates)
     }
 
-    fn newest_events(&self, limit: i64) -> Result<Vec<Event>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT seq, ip, player, claimed_at FROM events ORDER BY seq DESC LIMIT ?1")?;
-        let rows = stmt.query_map([limit], event_row)?;
+    /// The newest current claims, newest first.
+    pub fn newest(&self, limit: usize) -> Result<Vec<ClaimRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, ip, player, claimed_at FROM claims ORDER BY seq DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], claim_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Current claims with `after < seq <= upto`, oldest first, at most `limit`.
+    pub fn current_between(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<ClaimRow>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT seq, ip, player, claimed_at FROM claims
+             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![after, upto, limit as i64], claim_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -220,7 +318,7 @@ impl Db {
     pub fn next_expiry(&self, cursors: &Cursors) -> Result<Option<Micros>> {
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT claimed_at FROM events WHERE seq > ?1 ORDER BY seq LIMIT 1")?;
+            .prepare_cached("SELECT claimed_at FROM claims WHERE seq > ?1 ORDER BY seq LIMIT 1")?;
         let mut due: Option<Micros> = None;
         for w in Window::SLIDING {
             let at: Option<Micros> = stmt.query_row([cursors.get(w)], |r| r.get(0)).optional()?;
@@ -238,59 +336,97 @@ impl Db {
         Ok(Batch { tx })
     }
 
-    /// Recounts every window from the `claims` table and compares the result
-    /// with the stored tallies and holders, and with `memory` if given.
-    pub fn check(&self, memory: Option<&Aggregates>) -> Result<()> {
-        let loaded = self.load()?;
-        let mut counted = Deltas::default();
-        let mut stmt = self.conn.prepare(
-            "SELECT ip >> 24, player, count(*) FROM claims WHERE seq > ?1 GROUP BY 1, 2",
-        )?;
-        for w in Window::EVERY {
-            let mut rows = stmt.query([loaded.cursors.get(w)])?;
-            while let Some(row) = rows.next()? {
-                let (block, player, n): (u8, PlayerId, i64) =
-                    (row.get(0)?, row.get(1)?, row.get(2)?);
-                counted.entry((block, player)).or_default()[w.index()] = n;
+    /// Counts per (block, player) of the current claims that count in each
+    /// window, by each window's predicate on a claim (`seq`, `claimed_at`).
+    pub fn recount(&self, counts: impl Fn(Window, i64, Micros) -> bool) -> Result<Aggregates> {
+        let mut deltas = Deltas::default();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ip >> 24, player, seq, claimed_at FROM claims")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let (block, player, seq, at): (u8, PlayerId, i64, Micros) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let d = deltas.entry((block, player)).or_default();
+            for w in Window::EVERY {
+                d[w.index()] += i64::from(counts(w, seq, at));
             }
         }
         let mut recount = Aggregates::default();
-        recount.apply(&counted);
-        compare("stored tallies", &loaded.aggregates, &recount)?;
-        if let Some(memory) = memory {
-            compare("in-memory tallies", memory, &recount)?;
-        }
-        let stored = self.stored_holders()?;
-        for w in Window::EVERY {
-            for b in 0..BLOCKS {
-                let expect = Holder::of(&recount.leader(w, b as u8));
-                let got = stored.get(&(w, b as u8)).copied();
-                if got != expect {
-                    return Err(Error::Inconsistent(format!(
-                        "holder of block {b} in {}: stored {got:?}, recount {expect:?}",
-                        w.name()
-                    )));
-                }
-            }
-        }
-        Ok(())
+        recount.apply(&deltas);
+        Ok(recount)
     }
 
-    fn stored_holders(&self) -> Result<HashMap<(Window, u8), Holder>> {
+    /// What the store has persisted.
+    pub fn persisted(&self) -> Result<Persisted> {
+        let loaded = self.load()?;
         let mut stmt = self
             .conn
             .prepare("SELECT win, block, player, tied FROM holders")?;
         let mut rows = stmt.query([])?;
-        let mut out = HashMap::default();
+        let mut holders = HashMap::default();
         while let Some(row) = rows.next()? {
             let holder = Holder {
                 player: row.get(2)?,
                 tied: row.get(3)?,
             };
-            out.insert((window_of(row.get(0)?)?, row.get(1)?), holder);
+            holders.insert((window_of(row.get(0)?)?, row.get(1)?), holder);
         }
-        Ok(out)
+        let max_seq: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM claims", [], |r| r.get(0))?;
+        Ok(Persisted {
+            loaded,
+            holders,
+            max_seq,
+        })
     }
+}
+
+/// Everything `check` compares with a recount.
+pub struct Persisted {
+    /// Tallies, cursors, `last_seq`, `updated_at`.
+    pub loaded: Loaded,
+    pub holders: HashMap<(Window, u8), Holder>,
+    /// The highest `seq` in `claims`.
+    pub max_seq: i64,
+}
+
+/// Refuses a database that some other program made. Reads only: nothing is
+/// written before this passes.
+fn ensure_ours(conn: &Connection) -> std::result::Result<(), String> {
+    let read = || -> rusqlite::Result<(i64, i64, Vec<String>)> {
+        let app: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        Ok((app, version, tables(conn)?))
+    };
+    let (app, version, tables) = read().map_err(|e| e.to_string())?;
+    let legacy = app == 0
+        && version == 1
+        && tables
+            .iter()
+            .map(String::as_str)
+            .eq(V1_TABLES.iter().copied());
+    if app == APPLICATION_ID || legacy || (app == 0 && version == 0 && tables.is_empty()) {
+        return Ok(());
+    }
+    Err(format!(
+        "not a cti store (application_id {app:#x}, user_version {version}, tables: {}); \
+         refusing to change it",
+        if tables.is_empty() {
+            "none".to_string()
+        } else {
+            tables.join(", ")
+        }
+    ))
+}
+
+fn tables(conn: &Connection) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )?;
+    let names = stmt.query_map([], |r| r.get(0))?;
+    names.collect()
 }
 
 /// The stored part of a leader: who holds the block, or a tie.
@@ -336,30 +472,12 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-fn compare(what: &str, got: &Aggregates, expect: &Aggregates) -> Result<()> {
-    for w in Window::EVERY {
-        for b in 0..BLOCKS {
-            let mut gv: Vec<_> = got.block(b as u8).players(w).collect();
-            let mut ev: Vec<_> = expect.block(b as u8).players(w).collect();
-            gv.sort_unstable();
-            ev.sort_unstable();
-            if gv != ev {
-                return Err(Error::Inconsistent(format!(
-                    "{what} of block {b} in {}: {gv:?}, recount {ev:?}",
-                    w.name()
-                )));
-            }
-        }
-    }
-    Ok(())
-}
-
 fn window_of(index: i64) -> rusqlite::Result<Window> {
     Window::from_index(index as usize).ok_or(rusqlite::Error::IntegralValueOutOfRange(0, index))
 }
 
-fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    Ok(Event {
+fn claim_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimRow> {
+    Ok(ClaimRow {
         seq: row.get(0)?,
         ip: row.get(1)?,
         player: row.get(2)?,
@@ -367,73 +485,69 @@ fn event_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
     })
 }
 
-/// An expiring event and whether it is still its address's current claim.
-pub struct Expiring {
-    pub event: Event,
-    pub current: bool,
-}
-
-/// One write transaction. Dropped without `commit`, it rolls back.
+/// One write transaction. Dropped without `finish`, it rolls back.
 pub struct Batch<'a> {
     tx: Transaction<'a>,
 }
 
 impl Batch<'_> {
-    pub fn add_player(&self, id: PlayerId, name: &str) -> Result<()> {
+    /// The id of a name seen before, live or not.
+    pub fn player_id(&self, name: &str) -> Result<Option<PlayerId>> {
+        Ok(self
+            .tx
+            .prepare_cached("SELECT id FROM players WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn add_player(&self, name: &str) -> Result<PlayerId> {
         self.tx
-            .prepare_cached("INSERT INTO players (id, name) VALUES (?1, ?2)")?
-            .execute(params![id, name])?;
-        Ok(())
+            .prepare_cached("INSERT INTO players (name) VALUES (?1)")?
+            .execute([name])?;
+        PlayerId::try_from(self.tx.last_insert_rowid())
+            .map_err(|_| Error::Unavailable("player ids are exhausted".into()))
     }
 
     pub fn owner(&self, ip: u32) -> Result<Option<Owner>> {
         let mut stmt = self
             .tx
-            .prepare_cached("SELECT player, seq FROM claims WHERE ip = ?1")?;
+            .prepare_cached("SELECT player, seq, claimed_at FROM claims WHERE ip = ?1")?;
         Ok(stmt
             .query_row([ip], |r| {
                 Ok(Owner {
                     player: r.get(0)?,
                     seq: r.get(1)?,
+                    at: r.get(2)?,
                 })
             })
             .optional()?)
     }
 
-    pub fn record(&self, e: &Event) -> Result<()> {
+    /// Makes `c` the current claim of its address.
+    pub fn record(&self, c: &ClaimRow) -> Result<()> {
         self.tx
             .prepare_cached(
                 "INSERT INTO claims (ip, player, claimed_at, seq) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (ip) DO UPDATE SET player = excluded.player,
                    claimed_at = excluded.claimed_at, seq = excluded.seq",
             )?
-            .execute(params![e.ip, e.player, e.at, e.seq])?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO events (seq, ip, player, claimed_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![e.seq, e.ip, e.player, e.at])?;
+            .execute(params![c.ip, c.player, c.at, c.seq])?;
         Ok(())
     }
 
-    /// Events after `after` made at or before `until`, oldest first.
-    pub fn expiring(&self, after: i64, until: Micros) -> Result<Vec<Expiring>> {
+    /// Current claims after `after` made at or before `until`, oldest first.
+    pub fn lapsing(&self, after: i64, until: Micros) -> Result<Vec<ClaimRow>> {
         let mut stmt = self.tx.prepare_cached(
-            "SELECT e.seq, e.ip, e.player, e.claimed_at, c.seq IS e.seq
-             FROM events e LEFT JOIN claims c ON c.ip = e.ip
-             WHERE e.seq > ?1 ORDER BY e.seq",
+            "SELECT seq, ip, player, claimed_at FROM claims WHERE seq > ?1 ORDER BY seq",
         )?;
         let mut rows = stmt.query([after])?;
         let mut out = Vec::new();
         while let Some(row) = rows.next()? {
-            let event = event_row(row)?;
-            if event.at > until {
+            let c = claim_row(row)?;
+            if c.at > until {
                 break;
             }
-            out.push(Expiring {
-                event,
-                current: row.get(4)?,
-            });
+            out.push(c);
         }
         Ok(out)
     }
@@ -488,13 +602,13 @@ impl Batch<'_> {
         Ok(())
     }
 
-    pub fn finish(self, updated_at: Micros, prune_upto: i64) -> Result<()> {
-        self.tx
-            .prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'updated_at'")?
-            .execute([updated_at])?;
-        self.tx
-            .prepare_cached("DELETE FROM events WHERE seq <= ?1")?
-            .execute([prune_upto])?;
+    pub fn finish(self, updated_at: Micros, last_seq: i64) -> Result<()> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("INSERT OR REPLACE INTO meta VALUES (?1, ?2)")?;
+        stmt.execute(params!["updated_at", updated_at])?;
+        stmt.execute(params!["last_seq", last_seq])?;
+        drop(stmt);
         self.tx.commit()?;
         Ok(())
     }

@@ -1,26 +1,38 @@
 //! Group commit: one thread owns the write connection. Claims queue up while a
 //! commit is in flight and the next transaction takes all of them, so many
 //! concurrent claims cost one fsync. Nobody is answered before the commit that
-//! holds their claim has returned.
+//! holds their claim has returned and the readers can see it.
+//!
+//! The queue is bounded by count ([`QUEUE`]) and by age ([`MAX_WAIT`]): when
+//! the disk cannot keep up, claims fail fast with `Unavailable` instead of
+//! piling up without limit.
 
 use crate::aggregates::{Aggregates, Deltas, PlayerId};
 use crate::claim::{self, Cursors};
-use crate::error::Result;
-use crate::store::{Batch, Db, Event, Holder, Loaded, RECENT_KEEP};
+use crate::error::{Error, Result};
+use crate::reader::Reader;
+use crate::store::{Batch, ClaimRow, Db, Holder, Loaded};
+use crate::view::Fact;
 use crate::window::{Clock, Micros, Window};
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::cell::Cell;
-use std::collections::VecDeque;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Most claims in one transaction; more wait for the next one.
 const MAX_BATCH: usize = 16_384;
+/// Most jobs waiting for the writer; more are refused at once.
+pub const QUEUE: usize = 65_536;
+/// A claim that waited this long for its transaction fails instead.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Longest idle sleep when no window is about to expire anything.
 const IDLE: Duration = Duration::from_secs(60);
+/// Least time between two commits that only expire claims: the readers slide
+/// the windows themselves, so the stored rows may lag by this much.
+const EXPIRE_EVERY: Micros = 1_000_000;
 
 /// A committed claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +51,7 @@ pub enum Job {
         ip: Ipv4Addr,
         nick: String,
         done: ClaimDone,
+        queued: Instant,
     },
     /// Commit the windows' expiry up to now; answers whether the store can commit.
     Sync(Done),
@@ -46,40 +59,39 @@ pub enum Job {
     Check(Done),
 }
 
-/// What readers see: the state as of the last commit.
-pub struct View {
-    pub names: Vec<Arc<str>>,
-    pub ids: HashMap<Arc<str>, PlayerId>,
-    pub aggregates: Aggregates,
-    /// Newest first, at most `RECENT_KEEP`.
-    pub recent: VecDeque<Event>,
-    pub updated_at: Micros,
-}
-
-impl View {
-    pub fn name(&self, id: PlayerId) -> &Arc<str> {
-        &self.names[id as usize - 1]
-    }
-
-    pub fn id(&self, name: &str) -> Option<PlayerId> {
-        self.ids.get(name).copied()
-    }
-}
-
-pub struct Shared {
-    pub view: RwLock<View>,
-    /// When the next claim leaves some window (`i64::MAX`: none pending).
-    pub expiry_due: AtomicI64,
+/// What the writer tells the rest of the store about itself.
+#[derive(Debug)]
+pub struct WriterState {
     /// Whether the last transaction committed.
     pub writable: AtomicBool,
-    pub stats: crate::stats::Stats,
+    /// Another program changed the database behind the writer's back.
+    pub diverged: AtomicBool,
+    /// The writer thread is running.
+    pub alive: AtomicBool,
+    /// Jobs sent and not yet taken.
+    pub queued: AtomicUsize,
+    /// When the running transaction began (µs on the store's clock), 0 if none.
+    pub busy_since: AtomicI64,
+}
+
+impl Default for WriterState {
+    fn default() -> Self {
+        WriterState {
+            writable: AtomicBool::new(true),
+            diverged: AtomicBool::new(false),
+            alive: AtomicBool::new(true),
+            queued: AtomicUsize::new(0),
+            busy_since: AtomicI64::new(0),
+        }
+    }
 }
 
 thread_local! {
     static ON_WRITER: Cell<bool> = const { Cell::new(false) };
 }
 
-/// True on the writer and publisher threads (where callbacks run), which must not wait for themselves.
+/// True on the writer and publisher threads (where callbacks run), which must
+/// not wait for themselves.
 pub fn on_writer_thread() -> bool {
     ON_WRITER.with(Cell::get)
 }
@@ -87,65 +99,75 @@ pub fn on_writer_thread() -> bool {
 pub struct Writer {
     db: Db,
     clock: Arc<dyn Clock>,
-    shared: Arc<Shared>,
+    reader: Arc<Reader>,
+    state: Arc<WriterState>,
+    stats: Arc<crate::stats::Stats>,
     staged: Staged,
     /// When the next claim leaves a window, as of the last commit.
     due: Micros,
+    last_expiry: Micros,
+    /// `PRAGMA data_version` after our own last commit.
+    data_version: i64,
     publisher: Publisher,
 }
 
-/// The writer's own state: ahead of `shared.view` while a transaction is open.
+/// The writer's own state, as of its last commit (persisted).
 struct Staged {
+    /// Live players by name (others are looked up in the database).
     ids: HashMap<Arc<str>, PlayerId>,
-    names: Vec<Arc<str>>,
     aggregates: Aggregates,
     cursors: Cursors,
     last_seq: i64,
     last_at: Micros,
 }
 
+/// A committed batch on its way to readers and callers.
+struct Publication {
+    facts: Vec<Fact>,
+    now: Micros,
+    replies: Vec<(ClaimDone, Claimed)>,
+    waiters: Vec<Done>,
+}
+
 impl Writer {
-    pub fn new(db: Db, loaded: Loaded, clock: Arc<dyn Clock>) -> Result<(Writer, Arc<Shared>)> {
+    pub fn new(
+        db: Db,
+        loaded: &Loaded,
+        clock: Arc<dyn Clock>,
+        reader: Arc<Reader>,
+        stats: Arc<crate::stats::Stats>,
+    ) -> Result<(Writer, Arc<WriterState>)> {
         let due = db.next_expiry(&loaded.cursors)?.unwrap_or(i64::MAX);
-        let ids: HashMap<Arc<str>, PlayerId> = loaded
+        let ids = loaded
             .names
             .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as PlayerId + 1))
+            .filter(|(id, _)| loaded.aggregates.total(Window::All, **id) > 0)
+            .map(|(id, n)| (n.clone(), *id))
             .collect();
-        let shared = Arc::new(Shared {
-            view: RwLock::new(View {
-                ids: ids.clone(),
-                names: loaded.names.clone(),
-                aggregates: loaded.aggregates.clone(),
-                recent: loaded.recent.into(),
-                updated_at: loaded.updated_at,
-            }),
-            expiry_due: AtomicI64::new(due),
-            writable: AtomicBool::new(true),
-            stats: crate::stats::Stats::default(),
-        });
-        let staged = Staged {
-            ids,
-            names: loaded.names,
-            aggregates: loaded.aggregates,
-            cursors: loaded.cursors,
-            last_seq: loaded.last_seq,
-            last_at: loaded.last_at,
-        };
-        let publisher = Publisher::start(shared.clone()).map_err(|e| crate::Error::Open {
+        let state = Arc::new(WriterState::default());
+        let publisher = Publisher::start(reader.clone()).map_err(|e| Error::Open {
             path: "(threads)".into(),
             message: e.to_string(),
         })?;
         let writer = Writer {
+            data_version: db.data_version()?,
             db,
             clock,
-            shared: shared.clone(),
-            staged,
+            reader,
+            state: state.clone(),
+            stats,
+            staged: Staged {
+                ids,
+                aggregates: loaded.aggregates.clone(),
+                cursors: loaded.cursors,
+                last_seq: loaded.last_seq,
+                last_at: loaded.updated_at,
+            },
             due,
+            last_expiry: Micros::MIN,
             publisher,
         };
-        Ok((writer, shared))
+        Ok((writer, state))
     }
 
     /// Runs until every sender is gone, then finishes what is queued.
@@ -165,15 +187,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            self.state.queued.fetch_sub(batch.len(), Ordering::AcqRel);
             if batch.is_empty() && self.until_due() > Duration::ZERO {
                 continue;
             }
             self.run_batch(batch);
         }
+        self.state.alive.store(false, Ordering::Release);
     }
 
     fn until_due(&self) -> Duration {
-        let left = self.due.saturating_sub(self.clock.now());
+        let due = self.due.max(self.last_expiry.saturating_add(EXPIRE_EVERY));
+        let left = due.saturating_sub(self.clock.now());
         Duration::from_micros(left.max(0) as u64).min(IDLE)
     }
 
@@ -184,7 +209,14 @@ impl Writer {
         let mut checks = Vec::new();
         for job in jobs {
             match job {
-                Job::Claim { ip, nick, done } => {
+                Job::Claim { queued, done, .. } if queued.elapsed() > MAX_WAIT => {
+                    self.stats.failed(1);
+                    done(Err(Error::Unavailable(format!(
+                        "the claim waited more than {} s for the disk",
+                        MAX_WAIT.as_secs()
+                    ))));
+                }
+                Job::Claim { ip, nick, done, .. } => {
                     claims.push((ip, nick));
                     replies.push(done);
                 }
@@ -192,246 +224,205 @@ impl Writer {
                 Job::Check(done) => checks.push(done),
             }
         }
-        let requests: Vec<(Ipv4Addr, &str)> =
-            claims.iter().map(|(ip, n)| (*ip, n.as_str())).collect();
-        let started = std::time::Instant::now();
-        let outcome = self.commit(&requests);
-        self.shared
+        let started = Instant::now();
+        let outcome = self.guarded_commit(&claims);
+        self.state
             .writable
             .store(outcome.is_ok(), Ordering::Release);
-        match &outcome {
-            Ok(_) => self
-                .shared
-                .stats
-                .committed(requests.len(), started.elapsed()),
-            Err(_) => self.shared.stats.failed(requests.len()),
-        }
         match outcome {
-            Ok(mut publication) => {
-                publication.replies = replies;
-                publication.waiters = waiters;
-                self.publisher.publish(publication);
+            Ok((facts, claimed, now)) => {
+                self.stats.committed(claims.len(), started.elapsed());
+                self.publisher.publish(Publication {
+                    facts,
+                    now,
+                    replies: replies.into_iter().zip(claimed).collect(),
+                    waiters,
+                });
             }
             Err(e) => {
+                self.stats.failed(claims.len());
                 replies.into_iter().for_each(|r| r(Err(e.clone())));
                 waiters.into_iter().for_each(|w| w(Err(e.clone())));
             }
         }
         if !checks.is_empty() {
             self.publisher.flush();
-            let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-            for check in checks {
-                check(self.db.check(Some(&view.aggregates)));
-            }
+            let result = crate::check::check(&self.db, &self.staged.aggregates, &self.reader);
+            checks.into_iter().for_each(|c| c(result.clone()));
         }
+    }
+
+    /// Refuses to commit once another program has changed the database: the
+    /// writer's state would no longer describe the file.
+    fn guarded_commit(
+        &mut self,
+        claims: &[(Ipv4Addr, String)],
+    ) -> Result<(Vec<Fact>, Vec<Claimed>, Micros)> {
+        if self.state.diverged.load(Ordering::Acquire)
+            || self.db.data_version()? != self.data_version
+        {
+            self.state.diverged.store(true, Ordering::Release);
+            return Err(Error::Unavailable(
+                "another program changed the database since this store opened it; reopen the store"
+                    .into(),
+            ));
+        }
+        let clock_now = self.clock.now();
+        self.state.busy_since.store(clock_now, Ordering::Release);
+        let result = self.commit(claims, clock_now);
+        self.state.busy_since.store(0, Ordering::Release);
+        if result.is_ok() {
+            self.data_version = self.db.data_version()?;
+        }
+        result
     }
 
     /// One transaction: expire what slid out of the windows, record the claims,
     /// write the changed tallies and holders, and commit.
-    fn commit(&mut self, requests: &[(Ipv4Addr, &str)]) -> Result<Publication> {
-        let s = &self.staged;
-        let saved = (s.cursors, s.last_seq, s.last_at, s.names.len());
+    fn commit(
+        &mut self,
+        claims: &[(Ipv4Addr, String)],
+        clock_now: Micros,
+    ) -> Result<(Vec<Fact>, Vec<Claimed>, Micros)> {
         // Time never runs backwards in the store, whatever the system clock does.
-        let now = self.clock.now().max(s.last_at);
-        match stage_and_commit(&mut self.db, &mut self.staged, requests, now) {
-            Ok((deltas, claimed)) => {
-                let s = &self.staged;
+        let now = clock_now.max(self.staged.last_at);
+        let saved = (
+            self.staged.cursors,
+            self.staged.last_seq,
+            self.staged.last_at,
+        );
+        let mut step = Step::default();
+        match stage(&mut self.db, &mut self.staged, claims, now, &mut step) {
+            Ok(claimed) => {
+                self.last_expiry = now;
                 self.due = self
                     .db
-                    .next_expiry(&s.cursors)
+                    .next_expiry(&self.staged.cursors)
                     .ok()
                     .flatten()
                     .unwrap_or(i64::MAX);
-                let new_names = s.names[saved.3..].to_vec();
-                let recent = claimed
-                    .iter()
-                    .map(|c| Event {
-                        seq: c.seq,
-                        ip: u32::from(c.ip),
-                        player: s.ids[&c.name],
-                        at: c.at,
-                    })
-                    .collect();
-                Ok(Publication {
-                    deltas,
-                    claimed,
-                    recent,
-                    new_names,
-                    now,
-                    due: self.due,
-                    replies: Vec::new(),
-                    waiters: Vec::new(),
-                })
+                self.forget_dead(&step.facts);
+                Ok((step.facts, claimed, now))
             }
             Err(e) => {
-                self.restore(saved);
+                let s = &mut self.staged;
+                (s.cursors, s.last_seq, s.last_at) = saved;
+                for name in step.new_ids {
+                    s.ids.remove(&name);
+                }
+                if let Some(applied) = step.applied {
+                    let undo: Deltas = applied
+                        .into_iter()
+                        .map(|(k, d)| (k, d.map(|x| -x)))
+                        .collect();
+                    s.aggregates.apply(&undo);
+                }
                 Err(e)
             }
         }
     }
 
-    /// Puts the staged state back to the last commit after a failed transaction.
-    fn restore(&mut self, saved: (Cursors, i64, Micros, usize)) {
-        self.publisher.flush();
-        let s = &mut self.staged;
-        (s.cursors, s.last_seq, s.last_at) = (saved.0, saved.1, saved.2);
-        for name in s.names.drain(saved.3..) {
-            s.ids.remove(&name);
-        }
-        let view = self.shared.view.read().unwrap_or_else(|p| p.into_inner());
-        s.aggregates = view.aggregates.clone();
-    }
-}
-
-/// A committed batch on its way to readers and callers.
-struct Publication {
-    deltas: Deltas,
-    claimed: Vec<Claimed>,
-    /// The same claims as events, oldest first.
-    recent: Vec<Event>,
-    new_names: Vec<Arc<str>>,
-    now: Micros,
-    due: Micros,
-    replies: Vec<ClaimDone>,
-    waiters: Vec<Done>,
-}
-
-enum Publish {
-    Batch(Box<Publication>),
-    Flush(std::sync::mpsc::SyncSender<()>),
-}
-
-/// Applies committed batches to the readers' view and answers their callers
-/// on a second thread, so the writer starts the next transaction at once.
-/// One thread, one queue: batches are published in commit order.
-struct Publisher {
-    queue: Option<std::sync::mpsc::Sender<Publish>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Publisher {
-    fn start(shared: Arc<Shared>) -> std::io::Result<Publisher> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("cti-publish".into())
-            .spawn(move || {
-                ON_WRITER.with(|c| c.set(true));
-                for message in rx {
-                    match message {
-                        Publish::Batch(p) => apply(&shared, *p),
-                        Publish::Flush(done) => drop(done.send(())),
-                    }
-                }
-            })?;
-        Ok(Publisher {
-            queue: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    fn publish(&self, p: Publication) {
-        if let Some(q) = &self.queue {
-            let _ = q.send(Publish::Batch(Box::new(p)));
-        }
-    }
-
-    /// Waits until everything sent so far is published.
-    fn flush(&self) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        if let Some(q) = &self.queue {
-            if q.send(Publish::Flush(tx)).is_ok() {
-                let _ = rx.recv();
+    /// Players who lost their last address leave the writer's memory.
+    fn forget_dead(&mut self, facts: &[Fact]) {
+        for prev in facts.iter().filter_map(|f| f.previous) {
+            if self.staged.aggregates.total(Window::All, prev.player) == 0 {
+                self.staged.ids.retain(|_, id| *id != prev.player);
             }
         }
     }
 }
 
-impl Drop for Publisher {
-    fn drop(&mut self) {
-        self.queue.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+/// What a transaction did so far, to undo it in memory if it fails.
+#[derive(Default)]
+struct Step {
+    facts: Vec<Fact>,
+    new_ids: Vec<Arc<str>>,
+    applied: Option<Deltas>,
 }
 
-fn apply(shared: &Shared, p: Publication) {
-    {
-        let mut view = shared.view.write().unwrap_or_else(|e| e.into_inner());
-        for name in p.new_names {
-            let id = view.names.len() as PlayerId + 1;
-            view.ids.insert(name.clone(), id);
-            view.names.push(name);
-        }
-        view.aggregates.apply(&p.deltas);
-        for e in p.recent {
-            view.recent.push_front(e);
-        }
-        view.recent.truncate(RECENT_KEEP as usize);
-        view.updated_at = p.now;
-    }
-    shared.expiry_due.store(p.due, Ordering::Release);
-    for (reply, claimed) in p.replies.into_iter().zip(p.claimed) {
-        reply(Ok(claimed));
-    }
-    p.waiters.into_iter().for_each(|w| w(Ok(())));
-}
-
-fn stage_and_commit(
+fn stage(
     db: &mut Db,
     s: &mut Staged,
-    requests: &[(Ipv4Addr, &str)],
+    claims: &[(Ipv4Addr, String)],
     now: Micros,
-) -> Result<(Deltas, Vec<Claimed>)> {
+    step: &mut Step,
+) -> Result<Vec<Claimed>> {
     let batch = db.begin()?;
     let mut deltas = Deltas::default();
     expire(&batch, &mut s.cursors, &mut deltas, now)?;
-    let mut claimed = Vec::with_capacity(requests.len());
-    for &(ip, nick) in requests {
-        let player = s.player(&batch, nick)?;
-        let ip_u32 = u32::from(ip);
+    let mut claimed = Vec::with_capacity(claims.len());
+    for (ip, nick) in claims {
+        let ip_u32 = u32::from(*ip);
+        let (player, name) = s.player(&batch, nick, &mut step.new_ids)?;
         let previous = batch.owner(ip_u32)?;
+        if !claim::takes_effect(previous.as_ref(), player, now) {
+            let prev = previous.unwrap_or(claim::Owner {
+                player,
+                seq: 0,
+                at: now,
+            });
+            claimed.push(Claimed {
+                ip: *ip,
+                name,
+                at: prev.at,
+                seq: prev.seq,
+            });
+            continue;
+        }
         s.last_seq += 1;
-        let event = Event {
+        let row = ClaimRow {
             seq: s.last_seq,
             ip: ip_u32,
             player,
             at: now,
         };
-        batch.record(&event)?;
+        batch.record(&row)?;
         claim::claim(
             &mut deltas,
             &s.cursors,
-            crate::addr::block_of(ip),
-            previous,
+            row.block(),
+            previous.as_ref(),
             player,
         );
         claimed.push(Claimed {
-            ip,
-            name: s.names[player as usize - 1].clone(),
+            ip: *ip,
+            name: name.clone(),
             at: now,
-            seq: event.seq,
+            seq: row.seq,
+        });
+        step.facts.push(Fact {
+            row,
+            name,
+            previous,
         });
     }
     s.last_at = now;
     write_aggregates(&batch, &mut s.aggregates, &deltas)?;
+    step.applied = Some(deltas);
     batch.put_cursors(&s.cursors)?;
-    let prune = s.cursors.get(Window::Year).min(s.last_seq - RECENT_KEEP);
-    batch.finish(now, prune)?;
-    Ok((deltas, claimed))
+    batch.finish(now, s.last_seq)?;
+    Ok(claimed)
 }
 
 impl Staged {
-    fn player(&mut self, batch: &Batch<'_>, nick: &str) -> Result<PlayerId> {
-        if let Some(id) = self.ids.get(nick) {
-            return Ok(*id);
+    /// The id of `nick`: live, seen before, or new.
+    fn player(
+        &mut self,
+        batch: &Batch<'_>,
+        nick: &str,
+        new_ids: &mut Vec<Arc<str>>,
+    ) -> Result<(PlayerId, Arc<str>)> {
+        if let Some((name, id)) = self.ids.get_key_value(nick) {
+            return Ok((*id, name.clone()));
         }
-        let id = self.names.len() as PlayerId + 1;
-        batch.add_player(id, nick)?;
+        let id = match batch.player_id(nick)? {
+            Some(id) => id,
+            None => batch.add_player(nick)?,
+        };
         let name: Arc<str> = nick.into();
-        self.names.push(name.clone());
-        self.ids.insert(name, id);
-        Ok(id)
+        self.ids.insert(name.clone(), id);
+        new_ids.push(name.clone());
+        Ok((id, name))
     }
 }
 
@@ -444,12 +435,9 @@ fn expire(
 ) -> Result<()> {
     for w in Window::SLIDING {
         let Some(len) = w.length() else { continue };
-        for gone in batch.expiring(cursors.get(w), now - len)? {
-            if gone.current {
-                let block = (gone.event.ip >> 24) as u8;
-                claim::expire(deltas, w, block, gone.event.player);
-            }
-            cursors.set(w, gone.event.seq);
+        for gone in batch.lapsing(cursors.get(w), now - len)? {
+            claim::expire(deltas, w, gone.block(), gone.player);
+            cursors.set(w, gone.seq);
         }
     }
     Ok(())
@@ -502,4 +490,83 @@ fn lapsed(aggregates: &Aggregates, block: u8, player: PlayerId) -> [u32; 5] {
     let counts = aggregates.block(block).counts(player);
     let all = counts[Window::All.index()];
     Window::SLIDING.map(|w| all.saturating_sub(counts[w.index()]))
+}
+
+enum Publish {
+    Batch(Box<Publication>),
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// Applies committed batches to the readers' view and answers their callers
+/// on a second thread, so the writer starts the next transaction at once.
+/// One thread, one queue: batches are published in commit order. Between
+/// batches it slides the windows when due (so subscribers hear of holders
+/// that change by time alone) and reads the lapse schedule ahead.
+struct Publisher {
+    queue: Option<std::sync::mpsc::Sender<Publish>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Longest sleep of the publisher between two looks at the schedule.
+const TICK: Duration = Duration::from_millis(250);
+
+impl Publisher {
+    fn start(reader: Arc<Reader>) -> std::io::Result<Publisher> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cti-publish".into())
+            .spawn(move || {
+                ON_WRITER.with(|c| c.set(true));
+                let mut ticked = Instant::now();
+                loop {
+                    match rx.recv_timeout(TICK) {
+                        Ok(Publish::Batch(p)) => publish(&reader, *p),
+                        Ok(Publish::Flush(done)) => drop(done.send(())),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    if ticked.elapsed() >= TICK {
+                        reader.tick();
+                        ticked = Instant::now();
+                    }
+                }
+            })?;
+        Ok(Publisher {
+            queue: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    fn publish(&self, p: Publication) {
+        if let Some(q) = &self.queue {
+            let _ = q.send(Publish::Batch(Box::new(p)));
+        }
+    }
+
+    /// Waits until everything sent so far is published.
+    fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if let Some(q) = &self.queue {
+            if q.send(Publish::Flush(tx)).is_ok() {
+                let _ = rx.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn publish(reader: &Reader, p: Publication) {
+    reader.publish(p.facts, p.now);
+    for (reply, claimed) in p.replies {
+        reply(Ok(claimed));
+    }
+    p.waiters.into_iter().for_each(|w| w(Ok(())));
 }

@@ -30,7 +30,19 @@ struct Model {
     owner: HashMap<u32, (String, i64)>,
 }
 
+/// An owner's repeat claim younger than this changes nothing.
+const REFRESH_AFTER: i64 = 3_600_000_000;
+
 impl Model {
+    fn claim(&mut self, ip: u32, nick: &str, now: i64) {
+        match self.owner.get(&ip) {
+            Some((owner, at)) if owner == nick && now - at < REFRESH_AFTER => {}
+            _ => {
+                self.owner.insert(ip, (nick.to_string(), now));
+            }
+        }
+    }
+
     fn holders(&self, w: Window, now: i64) -> BTreeMap<u8, (Option<String>, u64)> {
         let mut per_block: BTreeMap<u8, HashMap<&str, u32>> = BTreeMap::new();
         for (ip, (nick, at)) in &self.owner {
@@ -58,6 +70,7 @@ impl Model {
 fn store_holders(store: &Store, w: Window) -> BTreeMap<u8, (Option<String>, u64)> {
     store
         .blocks(w)
+        .unwrap()
         .blocks
         .into_iter()
         .filter(|b| b.total > 0)
@@ -79,7 +92,8 @@ fn run_model(seed: u64, steps: usize) {
     let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
     let open = || {
         let s = Store::open_with_clock(&path, clock.clone()).unwrap();
-        s.set_limits(cti_core::Limits::OFF);
+        s.set_limits(cti_core::Limits::OFF).unwrap();
+        s.set_nick_limits(cti_core::NickLimits::OFF).unwrap();
         s
     };
     let mut store = open();
@@ -108,7 +122,8 @@ fn run_model(seed: u64, steps: usize) {
                 let claimed = store
                     .claim(&std::net::Ipv4Addr::from(ip).to_string(), nick)
                     .unwrap();
-                model.owner.insert(ip, (nick.to_string(), claimed.at));
+                model.claim(ip, nick, clock.now_for_test());
+                assert_eq!(claimed.at, model.owner[&ip].1, "seed {seed} step {step}");
             }
         }
         let now = clock.now_for_test();
@@ -193,29 +208,27 @@ fn sigkill_mid_commit_loses_no_acknowledged_claim() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .filter_map(|l| {
-                    let rest = l.strip_prefix("ACK ")?;
-                    rest.split_once(' ')
-                        .map(|(a, b)| (a.to_string(), b.to_string()))
-                })
-                .collect::<Vec<_>>()
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let Some((ip, nick)) = line.strip_prefix("ACK ").and_then(|r| r.split_once(' '))
+                else {
+                    continue;
+                };
+                let _ = tx.send((ip.to_string(), nick.to_string()));
+            }
         });
-        // Let it commit for a while, then kill it at a random moment.
+        // Once it commits, let it go on for a while, then kill it at a random moment.
+        let first = rx.recv_timeout(Duration::from_secs(60));
+        assert!(first.is_ok(), "child acknowledged nothing in cycle {cycle}");
         let deadline = Instant::now() + Duration::from_millis(150 + rng.below(400));
         while Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
-        let got = reader.join().unwrap();
-        assert!(
-            !got.is_empty() || cycle > 0,
-            "child acknowledged nothing in cycle {cycle}"
-        );
+        reader.join().unwrap();
+        let got: Vec<_> = first.into_iter().chain(rx.try_iter()).collect();
         acked.extend(got);
 
         let store = Store::open(&path).unwrap();

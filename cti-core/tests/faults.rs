@@ -58,7 +58,8 @@ impl Drop for Tmpfs {
 
 fn open(dir: &Path) -> Store {
     let store = Store::open(&dir.join("game.db")).unwrap();
-    store.set_limits(Limits::OFF);
+    store.set_limits(Limits::OFF).unwrap();
+    store.set_nick_limits(cti_core::NickLimits::OFF).unwrap();
     store
 }
 
@@ -75,6 +76,7 @@ fn fill(dir: &Path) -> PathBuf {
 fn total(store: &Store) -> u64 {
     store
         .blocks(Window::All)
+        .unwrap()
         .blocks
         .iter()
         .map(|b| b.total)
@@ -103,7 +105,7 @@ fn full_disk_refuses_claims_and_recovers() {
     // Reads keep working and show only committed claims.
     let committed = total(&store);
     assert!(committed >= 100);
-    assert_eq!(store.ranks(Window::All).rankings[0].name, "before");
+    assert_eq!(store.ranks(Window::All).unwrap().rankings[0].name, "before");
     std::fs::remove_file(filler).unwrap();
     store.claim("32.0.0.1", "after").unwrap();
     store.health().unwrap();

@@ -1,6 +1,6 @@
 //! The game rules end to end through the core's Rust API, on a real SQLite file.
 
-use cti_core::{Error, Limits, ManualClock, Store, Window};
+use cti_core::{Error, Limits, ManualClock, NickLimits, Store, Window};
 use std::sync::Arc;
 
 const HOUR: i64 = 3_600_000_000;
@@ -19,8 +19,7 @@ impl Game {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("game.db");
         let clock = Arc::new(ManualClock::new(T0));
-        let store = Store::open_with_clock(&path, clock.clone()).unwrap();
-        store.set_limits(Limits::OFF);
+        let store = open_unlimited(&path, &clock);
         Game {
             _dir: dir,
             path,
@@ -39,24 +38,30 @@ impl Game {
 
     fn reopen(&mut self) {
         self.store = None;
-        let store = Store::open_with_clock(&self.path, self.clock.clone()).unwrap();
-        store.set_limits(Limits::OFF);
-        self.store = Some(store);
+        self.store = Some(open_unlimited(&self.path, &self.clock));
     }
 
     fn holder(&self, w: Window, block: usize) -> (Option<String>, bool, u32, u64) {
-        let b = &self.s().blocks(w).blocks[block];
+        let b = &self.s().blocks(w).unwrap().blocks[block];
         (b.holder.clone(), b.tied, b.claims, b.total)
     }
 
     fn ranking(&self, w: Window) -> Vec<(String, Vec<u8>, u64)> {
         self.s()
             .ranks(w)
+            .unwrap()
             .rankings
             .into_iter()
             .map(|r| (r.name, r.blocks, r.claims))
             .collect()
     }
+}
+
+fn open_unlimited(path: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
+    let store = Store::open_with_clock(path, clock.clone()).unwrap();
+    store.set_limits(Limits::OFF).unwrap();
+    store.set_nick_limits(NickLimits::OFF).unwrap();
+    store
 }
 
 fn some(s: &str) -> Option<String> {
@@ -88,11 +93,15 @@ fn last_claim_wins_and_steals_move_addresses() {
         g.s().user("alice", Window::All).is_err(),
         "alice owns nothing now"
     );
-    let recent = g.s().recent(10).claims;
-    assert_eq!(recent.len(), 4);
+    let recent = g.s().recent(10).unwrap().claims;
+    let rows: Vec<_> = recent
+        .iter()
+        .map(|c| (c.ip.as_str(), c.name.as_str()))
+        .collect();
     assert_eq!(
-        (recent[0].ip.as_str(), recent[0].name.as_str()),
-        ("20.0.0.2", "mallory")
+        rows,
+        [("20.0.0.2", "mallory"), ("20.0.0.1", "mallory")],
+        "one row per address, its current owner"
     );
     g.s().check().unwrap();
 }
@@ -180,7 +189,7 @@ fn ranking_orders_by_blocks_then_addresses_then_name_bytes() {
     let names: Vec<String> = g.ranking(Window::All).into_iter().map(|r| r.0).collect();
     // "Bob" < "amy" in byte order (uppercase first).
     assert_eq!(names, ["zed", "Bob", "amy", "cat"]);
-    let ranks = g.s().ranks(Window::All).rankings;
+    let ranks = g.s().ranks(Window::All).unwrap().rankings;
     assert_eq!(
         ranks.iter().map(|r| r.rank).collect::<Vec<_>>(),
         [1, 2, 3, 4]
@@ -249,9 +258,9 @@ fn bad_input_is_refused_and_stores_nothing() {
     ] {
         assert!(g.s().claim(ip, nick).is_err(), "{ip} {nick} accepted");
     }
-    assert!(g.s().recent(50).claims.is_empty());
+    assert!(g.s().recent(50).unwrap().claims.is_empty());
     g.claim("::ffff:13.1.2.3", "alice");
-    assert_eq!(g.s().recent(1).claims[0].ip, "13.1.2.3");
+    assert_eq!(g.s().recent(1).unwrap().claims[0].ip, "13.1.2.3");
 }
 
 #[test]
@@ -264,7 +273,7 @@ fn state_survives_reopen_without_rescanning() {
     let before = (g.ranking(Window::Hour), g.ranking(Window::All));
     g.reopen();
     assert_eq!((g.ranking(Window::Hour), g.ranking(Window::All)), before);
-    assert_eq!(g.s().recent(10).claims.len(), 3);
+    assert_eq!(g.s().recent(10).unwrap().claims.len(), 3);
     // The hour slides on after reopening: alice's claim leaves first.
     g.clock.advance(31 * 60 * 1_000_000);
     assert_eq!(g.holder(Window::Hour, 14), (some("bob"), false, 2, 2));
@@ -277,7 +286,7 @@ fn clock_going_backwards_does_not_reorder_claims() {
     g.claim("15.0.0.1", "alice");
     g.clock.advance(-HOUR);
     g.claim("15.0.0.2", "bob");
-    let recent = g.s().recent(2).claims;
+    let recent = g.s().recent(2).unwrap().claims;
     assert!(recent[0].claimed_at >= recent[1].claimed_at);
     g.s().check().unwrap();
 }
@@ -288,7 +297,7 @@ fn recent_is_newest_first_and_capped() {
     for i in 0..600u32 {
         g.claim(&format!("16.0.{}.{}", i / 256, i % 256), "alice");
     }
-    let r = g.s().recent(10_000).claims;
+    let r = g.s().recent(10_000).unwrap().claims;
     assert_eq!(r.len(), 500);
     assert_eq!(r[0].ip, "16.0.2.87");
 }
@@ -297,9 +306,9 @@ fn recent_is_newest_first_and_capped() {
 fn compat_renderings() {
     let g = Game::new();
     g.claim("17.0.0.1", "alice");
-    let score = g.s().score_compat(Window::All);
+    let score = g.s().score_compat(Window::All).unwrap();
     assert_eq!(score.score["alice"], [(17, 1)]);
-    let recent = g.s().recent_compat(50);
+    let recent = g.s().recent_compat(50).unwrap();
     assert_eq!(
         recent.recent[0],
         (0x1100_0001, "alice".to_string(), T0 / 1_000_000)
@@ -333,20 +342,22 @@ fn rusqlite_free_bump(path: &std::path::Path) -> bool {
 #[test]
 fn rate_limited_claims_are_refused_and_store_nothing() {
     let g = Game::new();
-    g.s().set_limits(Limits {
-        per_address_per_minute: 60,
-        per_address_burst: 2,
-        ..Limits::OFF
-    });
+    g.s()
+        .set_limits(Limits {
+            per_address_per_minute: 60,
+            per_address_burst: 2,
+            ..Limits::OFF
+        })
+        .unwrap();
     g.claim("18.0.0.1", "alice");
     g.claim("18.0.0.1", "alice");
     let refused = g.s().claim("18.0.0.1", "mallory");
     assert!(
-        matches!(refused, Err(Error::RateLimited { retry_after: 1 })),
+        matches!(refused, Err(Error::RateLimited { retry_after: 1, .. })),
         "{refused:?}"
     );
     assert_eq!(g.holder(Window::All, 18).0, some("alice"));
-    assert_eq!(g.s().recent(10).claims.len(), 2);
+    assert_eq!(g.s().recent(10).unwrap().claims[0].name, "alice");
     g.clock.advance(1_000_000);
     g.claim("18.0.0.1", "mallory");
     assert_eq!(g.holder(Window::All, 18).0, some("mallory"));
@@ -364,4 +375,96 @@ fn limits_are_on_by_default() {
         results.iter().filter(|ok| **ok).count(),
         Limits::default().per_address_burst as usize
     );
+}
+
+#[test]
+fn an_owner_reclaiming_within_the_hour_changes_nothing() {
+    let g = Game::new();
+    g.claim("21.0.0.1", "alice");
+    g.claim("21.0.0.2", "bob");
+    g.clock.advance(HOUR - 1);
+    let again = g.s().claim("21.0.0.1", "alice").unwrap();
+    assert_eq!(again.at, T0, "the claim keeps its time");
+    let recent = g.s().recent(10).unwrap().claims;
+    assert_eq!(recent[0].name, "bob", "no new recent row");
+    g.clock.advance(1);
+    assert_eq!(
+        g.holder(Window::Hour, 21),
+        (None, false, 0, 0),
+        "both left the hour"
+    );
+    let refreshed = g.s().claim("21.0.0.1", "alice").unwrap();
+    assert_eq!(refreshed.at, T0 + HOUR, "an hour on, it refreshes");
+    assert_eq!(g.holder(Window::Hour, 21), (some("alice"), false, 1, 1));
+    assert_eq!(g.s().recent(1).unwrap().claims[0].name, "alice");
+    g.s().check().unwrap();
+}
+
+#[test]
+fn ten_addresses_rank_without_a_block_and_all_addresses_order_ties_of_blocks() {
+    let g = Game::new();
+    // holder: holds block 60 with 1 address. many: 12 addresses, tied out of
+    // every block. rich: holds 61 with 3 addresses and owns 9 elsewhere.
+    g.claim("60.0.0.1", "holder");
+    for i in 0..12 {
+        g.claim(&format!("{}.0.0.1", 70 + i), "many");
+        g.claim(&format!("{}.0.0.2", 70 + i), "rival");
+    }
+    for i in 0..3 {
+        g.claim(&format!("61.0.0.{i}"), "rich");
+    }
+    for i in 0..9 {
+        g.claim(&format!("{}.0.0.3", 70 + i), "rich");
+        g.claim(&format!("{}.0.0.4", 70 + i), "filler");
+    }
+    let ranks = g.ranking(Window::All);
+    assert_eq!(
+        ranks,
+        [
+            ("rich".to_string(), vec![61], 12),
+            ("holder".to_string(), vec![60], 1),
+            ("many".to_string(), vec![], 12),
+            ("rival".to_string(), vec![], 12),
+        ],
+        "filler (9 addresses, no block) is not ranked"
+    );
+}
+
+#[test]
+fn score_lists_every_player_in_every_block_ties_included() {
+    let g = Game::new();
+    g.claim("80.0.0.1", "a");
+    g.claim("80.0.0.2", "b");
+    g.claim("81.0.0.1", "b");
+    g.claim("81.0.0.2", "b");
+    g.claim("81.0.0.3", "c");
+    let score = g.s().score_compat(Window::All).unwrap().score;
+    assert_eq!(score["a"], [(80, 1)]);
+    assert_eq!(score["b"], [(80, 1), (81, 2)]);
+    assert_eq!(score["c"], [(81, 1)]);
+    g.clock.advance(2 * HOUR);
+    assert!(g.s().score_compat(Window::Hour).unwrap().score.is_empty());
+}
+
+#[test]
+fn times_of_the_data_move_only_when_it_changes() {
+    let g = Game::new();
+    g.claim("82.0.0.1", "a");
+    let at = |w| g.s().blocks(w).unwrap().updated_at;
+    let (hour, all) = (at(Window::Hour), at(Window::All));
+    g.clock.advance(HOUR / 2);
+    g.s().health().unwrap();
+    g.claim("82.0.0.1", "a");
+    assert_eq!(
+        (at(Window::Hour), at(Window::All)),
+        (hour, all.clone()),
+        "nothing changed"
+    );
+    g.clock.advance(HOUR);
+    assert_eq!(
+        at(Window::Hour),
+        "2023-11-14T23:13:20.000000Z",
+        "the hour changed when the claim left it, exactly"
+    );
+    assert_eq!(at(Window::All), all, "all did not change");
 }

@@ -1,0 +1,88 @@
+//! One writer per store: an exclusive advisory lock (`flock`) on a file beside
+//! the database, held for as long as the store is open for writing. The
+//! kernel drops it when the holder's process ends, however it ends, so a
+//! crashed writer never blocks the next one. The holder writes its process
+//! id into the file so that a refused opener can say who holds it.
+//!
+//! `flock` locks belong to an open file description: a second open in the
+//! same process is refused just like one from another process.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+pub struct WriterLock {
+    _file: File,
+}
+
+/// `game.db` -> `game.db-lock`.
+pub fn lock_path(db: &Path) -> PathBuf {
+    crate::files::beside(db, "-lock")
+}
+
+impl WriterLock {
+    pub fn acquire(db: &Path) -> Result<WriterLock> {
+        let path = lock_path(db);
+        let open_err = |e: std::io::Error| Error::Open {
+            path: db.display().to_string(),
+            message: format!("lock file {}: {e}", path.display()),
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(open_err)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: db.display().to_string(),
+                    holder: holder(&mut file),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(open_err(e)),
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()))
+            .map_err(open_err)?;
+        Ok(WriterLock { _file: file })
+    }
+}
+
+/// "process 1234", from what the holder wrote.
+fn holder(file: &mut File) -> String {
+    let mut text = String::new();
+    let _ = file.take(32).read_to_string(&mut text);
+    match text.trim().parse::<u32>() {
+        Ok(pid) if pid == std::process::id() => format!("this process ({pid})"),
+        Ok(pid) => format!("process {pid}"),
+        Err(_) => "another process".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_in_the_same_process_is_refused_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("g.db");
+        let first = WriterLock::acquire(&db).unwrap();
+        let err = WriterLock::acquire(&db).err().unwrap();
+        let pid = std::process::id();
+        assert!(
+            matches!(&err, Error::Locked { holder, .. } if holder.contains(&pid.to_string())),
+            "{err}"
+        );
+        drop(first);
+        WriterLock::acquire(&db).unwrap();
+    }
+}
