@@ -64,6 +64,7 @@ struct Inner {
     limiter: limits::Limiter,
     stats: Arc<stats::Stats>,
     health: health::Health,
+    arriving: Arriving,
 }
 
 struct Writing {
@@ -146,6 +147,7 @@ impl Store {
                 limiter: limits::Limiter::default(),
                 stats,
                 health: health::Health::new(path),
+                arriving: Arriving::default(),
             }),
             pid: std::process::id(),
         }
@@ -192,7 +194,10 @@ impl Store {
         self.writing()?;
         let ip = addr::parse_client(ip)?;
         nick::validate(nick)?;
-        let new_name = inner.reader.read().id(nick).is_none();
+        // A name not on the board, and not already on its way there in a
+        // claim still in flight, is new: it pays from the new-name budget.
+        let live = inner.reader.read().id(nick).is_some();
+        let new_name = !live && !inner.arriving.contains(nick);
         let now = inner.clock.now();
         inner
             .limiter
@@ -207,6 +212,11 @@ impl Store {
                     retry_after: limits::retry_after_secs(wait),
                 }
             })?;
+        let done = if live {
+            done
+        } else {
+            inner.arriving.wrap(nick, done)
+        };
         self.send(Job::Claim {
             ip,
             nick: nick.to_string(),
@@ -353,6 +363,53 @@ impl Store {
             events_dropped: dropped,
             schedule_load_errors: inner.reader.load_errors.load(Ordering::Relaxed),
         }))
+    }
+}
+
+/// Names not yet on the board with claims in flight, so that a new player's
+/// burst of claims pays the new-name budget once, not once per claim sent
+/// before the first one commits. Bounded by the writer's queue.
+#[derive(Default, Clone)]
+struct Arriving(Arc<Mutex<std::collections::HashMap<String, u32>>>);
+
+impl Arriving {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn contains(&self, nick: &str) -> bool {
+        self.lock().contains_key(nick)
+    }
+
+    /// Counts `nick` as arriving until `done` has run (or been dropped).
+    fn wrap(&self, nick: &str, done: ClaimDone) -> ClaimDone {
+        *self.lock().entry(nick.to_string()).or_default() += 1;
+        let ticket = Ticket {
+            arriving: self.clone(),
+            nick: nick.to_string(),
+        };
+        Box::new(move |result| {
+            done(result);
+            drop(ticket);
+        })
+    }
+}
+
+/// One claim in flight for an arriving name.
+struct Ticket {
+    arriving: Arriving,
+    nick: String,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        let mut names = self.arriving.lock();
+        if let Some(n) = names.get_mut(&self.nick) {
+            *n -= 1;
+            if *n == 0 {
+                names.remove(&self.nick);
+            }
+        }
     }
 }
 

@@ -457,3 +457,25 @@ fn health_answers_from_state_and_probes_the_disk_rarely() {
     );
     assert!(store.stats().unwrap().disk_probes <= probes_allowed);
 }
+
+#[test]
+fn a_new_players_burst_pays_the_new_name_budget_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = Store::open_with_clock(&dir.path().join("g.db"), clock.clone()).unwrap();
+    store.set_limits(Limits::OFF).unwrap();
+    let (tx, rx) = mpsc::channel();
+    for i in 0..200u32 {
+        let tx = tx.clone();
+        store
+            .claim_with(
+                &format!("51.0.0.{i}"),
+                "fresh",
+                Box::new(move |r| drop(tx.send(r))),
+            )
+            .unwrap();
+    }
+    drop(tx);
+    assert_eq!(rx.iter().filter(|r| r.is_ok()).count(), 200);
+    assert_eq!(store.user("fresh", Window::All).unwrap().claims, 200);
+}
