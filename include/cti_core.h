@@ -27,9 +27,14 @@
 #define CTI_ABI_MAJOR 1
 
 /**
- * Minor version: bumped when functions are added.
+ * Minor version: bumped when functions or result codes are added.
  */
-#define CTI_ABI_MINOR 0
+#define CTI_ABI_MINOR 1
+
+/**
+ * Longest `cti_last_error()` message, in bytes; longer ones are cut.
+ */
+#define CTI_LAST_ERROR_MAX 1024
 
 /**
  * Result codes. `CTI_RESULT_OK` is zero; every other value is an error.
@@ -61,11 +66,14 @@ typedef enum CtiResult {
    */
   CTI_RESULT_NOT_FOUND = 6,
   /**
-   * The store cannot commit (disk full, read-only, locked): nothing was stored.
+   * The store cannot commit (disk full, read-only, locked by SQLite, the
+   * writer's queue full, the database changed by another program):
+   * nothing was stored. Try again later.
    */
   CTI_RESULT_UNAVAILABLE = 7,
   /**
-   * The store could not be opened, or its schema is newer than this library.
+   * The store could not be opened: no such file (read-only opens), not a
+   * cti database (it is left untouched), or a schema newer than this library.
    */
   CTI_RESULT_OPEN_FAILED = 8,
   /**
@@ -81,21 +89,44 @@ typedef enum CtiResult {
    */
   CTI_RESULT_PANIC = 11,
   /**
-   * Too many claims from the address or its /24; `cti_last_retry_after()`
-   * says how many seconds to wait. Nothing was stored.
+   * Too many claims (or new names) from the address or its /24;
+   * `cti_last_retry_after()` says how many seconds to wait. Nothing was stored.
    */
   CTI_RESULT_RATE_LIMITED = 12,
+  /**
+   * Another handle (in this process or another, named in the message)
+   * has the store open for writing.
+   */
+  CTI_RESULT_LOCKED = 13,
+  /**
+   * The handle was opened by another process (this one is a fork child).
+   */
+  CTI_RESULT_FORKED = 14,
+  /**
+   * The call would wait for the library's own callback thread, from which
+   * it was made.
+   */
+  CTI_RESULT_WRONG_THREAD = 15,
+  /**
+   * The handle was opened read-only: it cannot claim.
+   */
+  CTI_RESULT_READ_ONLY = 16,
 } CtiResult;
 
 /**
- * An open store. Thread-safe: any number of threads may use one handle at
- * once, except that `cti_store_close` must not race with other calls on it.
+ * An open store.
  */
 typedef struct CtiStore CtiStore;
 
 /**
+ * A subscription to a store's commit events (see `cti_subscribe`).
+ */
+typedef struct CtiSubscription CtiSubscription;
+
+/**
  * Claim rate limits: token buckets per client address and per /24. A rate
- * of 0 turns that limit off. Memory for the buckets is fixed.
+ * of 0 turns that limit off; a rate above 0 needs a burst of at least 1.
+ * Memory for the buckets is fixed.
  */
 typedef struct CtiLimits {
   /**
@@ -117,12 +148,29 @@ typedef struct CtiLimits {
 } CtiLimits;
 
 /**
+ * Limits on claims by names that own nothing yet (each such name costs
+ * memory while it owns an address): rates per hour, per address and per /24.
+ * A rate of 0 turns that limit off; a rate above 0 needs a burst of at least 1.
+ */
+typedef struct CtiNickLimits {
+  uint32_t per_address_per_hour;
+  uint32_t per_address_burst;
+  uint32_t per_net24_per_hour;
+  uint32_t per_net24_burst;
+} CtiNickLimits;
+
+/**
  * Completion of `cti_claim_async`, called once on a thread of the library
  * after the claim is committed (and visible to reads) or has failed. `text` is the claim as
  * JSON on `CTI_RESULT_OK`, else the error message; it is valid only during
- * the call. The callback must return quickly and must not close the store.
+ * the call. See the top of this header for what the callback may call.
  */
 typedef void (*CtiClaimCallback)(void *user_data, enum CtiResult result, const char *text);
+
+/**
+ * A commit event for `cti_subscribe`; `json` is valid only during the call.
+ */
+typedef void (*CtiEventCallback)(void *user_data, const char *json);
 
 #ifdef __cplusplus
 extern "C" {
@@ -134,30 +182,70 @@ extern "C" {
 uint32_t cti_abi_version(void);
 
 /**
+ * The newest database schema this library reads and writes. A store it
+ * opened for writing has been upgraded to this schema.
+ */
+uint32_t cti_schema_version(void);
+
+/**
  * The library's release, e.g. "0.1.0". Static: do not free.
  */
 const char *cti_version(void);
 
 /**
- * The message of the last failure on this thread, "" if none. Valid until
- * the next failing call on this thread; do not free.
+ * The message of the last failure on this thread, "" if none, at most
+ * `CTI_LAST_ERROR_MAX` bytes. Valid until the next failing call on this
+ * thread; do not free.
  */
 const char *cti_last_error(void);
 
 /**
- * Seconds to wait after the last `CTI_RESULT_RATE_LIMITED` on this thread
- * (for an HTTP `Retry-After`); 0 if there was none.
+ * Seconds to wait after the last call on this thread, when it returned
+ * `CTI_RESULT_RATE_LIMITED` (for an HTTP `Retry-After`); 0 after any other
+ * result.
  */
 uint32_t cti_last_retry_after(void);
 
 /**
- * Replaces the store's claim rate limits (on by default: 60 per minute with
- * a burst of 10 per address, 1200 per minute with a burst of 512 per /24).
+ * The default claim limits (what a new store uses): 60 per minute with a
+ * burst of 10 per address, 1200 per minute with a burst of 512 per /24.
+ * Returns `CTI_RESULT_INVALID_ARGUMENT` if `out` is NULL.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+enum CtiResult cti_limits_default(struct CtiLimits *out);
+
+/**
+ * The default limits on new names: 30 an hour with a burst of 10 per
+ * address, 240 an hour with a burst of 60 per /24.
+ * Returns `CTI_RESULT_INVALID_ARGUMENT` if `out` is NULL.
+ *
+ * # Safety
+ * `out` is NULL or writable.
+ */
+enum CtiResult cti_nick_limits_default(struct CtiNickLimits *out);
+
+/**
+ * Replaces the store's claim rate limits (see `cti_limits_default`).
+ * Returns OK, INVALID_ARGUMENT (NULL, or a rate with a burst of 0: nothing
+ * changes), FORKED, PANIC.
  *
  * # Safety
  * `store` is NULL or valid; `limits` is NULL or points to a `CtiLimits`.
  */
 enum CtiResult cti_store_set_limits(const struct CtiStore *store, const struct CtiLimits *limits);
+
+/**
+ * Replaces the store's limits on new names (see `cti_nick_limits_default`).
+ * Returns OK, INVALID_ARGUMENT (NULL, or a rate with a burst of 0: nothing
+ * changes), FORKED, PANIC.
+ *
+ * # Safety
+ * `store` is NULL or valid; `limits` is NULL or points to a `CtiNickLimits`.
+ */
+enum CtiResult cti_store_set_nick_limits(const struct CtiStore *store,
+                                         const struct CtiNickLimits *limits);
 
 /**
  * Frees a string this library returned. NULL is ignored.
@@ -168,7 +256,12 @@ enum CtiResult cti_store_set_limits(const struct CtiStore *store, const struct C
 void cti_string_free(char *s);
 
 /**
- * Opens the store at `path` (a SQLite file, created if missing) into `*out`.
+ * Opens the store at `path` (a SQLite file, created with mode 0600 if
+ * missing) for writing into `*out`. An empty file becomes a store; a
+ * non-empty file that is not a cti store is refused and left untouched.
+ * Returns OK, INVALID_ARGUMENT, OPEN_FAILED (with the reason), LOCKED
+ * (another handle writes it: the message names the process), UNAVAILABLE
+ * (a schema upgrade could not commit), PANIC.
  *
  * # Safety
  * `path` is a C string; `out` points to writable storage.
@@ -176,11 +269,24 @@ void cti_string_free(char *s);
 enum CtiResult cti_store_open(const char *path, struct CtiStore **out);
 
 /**
- * Commits what is queued and closes the store. NULL is ignored.
+ * Opens an existing store for reading only, beside a writer in this or
+ * another process (or none). Its reads see the writer's commits within a
+ * quarter of a second and slide the windows as of now; claims and
+ * subscriptions return READ_ONLY. Returns OK, INVALID_ARGUMENT, OPEN_FAILED,
+ * PANIC.
  *
  * # Safety
- * `store` comes from `cti_store_open`, is closed once, and no other call on it
- * is running or will run.
+ * `path` is a C string; `out` points to writable storage.
+ */
+enum CtiResult cti_store_open_readonly(const char *path, struct CtiStore **out);
+
+/**
+ * Commits what is queued and closes the store. NULL is ignored. In a forked
+ * child the handle is only forgotten (the parent's store is not touched).
+ *
+ * # Safety
+ * `store` comes from `cti_store_open*`, is closed once, and no other call on
+ * it is running or will run; not called from a claim callback.
  */
 void cti_store_close(struct CtiStore *store);
 
@@ -188,6 +294,10 @@ void cti_store_close(struct CtiStore *store);
  * Claims address `ip` (dotted quad, or `::ffff:a.b.c.d`) for `nick`, and
  * returns once the claim is committed to disk. On success `*out_json`
  * (if `out_json` is not NULL) receives `{"ip","name","block","claimed_at"}`.
+ * The current owner claiming again within 3,600 s of their claim changes
+ * nothing and gets the existing claim back.
+ * Returns OK, INVALID_ARGUMENT, INVALID_NICK, INVALID_ADDRESS, NOT_IPV4,
+ * RATE_LIMITED, UNAVAILABLE, CLOSED, READ_ONLY, FORKED, WRONG_THREAD, PANIC.
  *
  * # Safety
  * Pointers are NULL or valid; `out_json` is NULL or writable.
@@ -199,8 +309,11 @@ enum CtiResult cti_claim(const struct CtiStore *store,
 
 /**
  * Queues a claim and returns at once; `callback` runs on a library thread
- * after the commit. If this returns other than `CTI_RESULT_OK` (bad input,
- * closed store), the callback is never called.
+ * after the commit (see the top of this header for what it may call). If
+ * this returns other than `CTI_RESULT_OK`, the callback is never called.
+ * Returns OK, INVALID_ARGUMENT, INVALID_NICK, INVALID_ADDRESS, NOT_IPV4,
+ * RATE_LIMITED, UNAVAILABLE (queue full), CLOSED, READ_ONLY, FORKED, PANIC;
+ * the callback gets OK or UNAVAILABLE.
  *
  * # Safety
  * Pointers are NULL or valid; `user_data` must be usable from another thread
@@ -213,8 +326,39 @@ enum CtiResult cti_claim_async(const struct CtiStore *store,
                                void *user_data);
 
 /**
+ * Calls `callback` on a thread of its own with each event of the store, in
+ * order, as JSON: `{"event":N,"kind":"commit"|"slide","at",
+ * "claims":[{"ip","name","block","claimed_at"}],
+ * "holders":[{"window","block","holder","tied","claims","total"}]}` — a
+ * commit's claims and the (window, block) leaders it changed, or a window
+ * sliding that changed leaders. A subscriber more than 1024 events behind
+ * loses the oldest ones and next gets `{"kind":"gap","dropped":N}`: the
+ * store never waits for a subscriber. Unsubscribe before closing the store.
+ * Returns OK, INVALID_ARGUMENT, READ_ONLY, FORKED, UNAVAILABLE, PANIC.
+ *
+ * # Safety
+ * `store` is NULL or valid; `out` is writable; `user_data` must be usable
+ * from another thread until `cti_unsubscribe` has returned.
+ */
+enum CtiResult cti_subscribe(const struct CtiStore *store,
+                             CtiEventCallback callback,
+                             void *user_data,
+                             struct CtiSubscription **out);
+
+/**
+ * Ends a subscription: once this returns no callback of it is running or
+ * will run (unless called from its own callback: then the current call
+ * finishes and no other starts). NULL is ignored.
+ *
+ * # Safety
+ * `sub` comes from `cti_subscribe` and is ended once.
+ */
+void cti_unsubscribe(struct CtiSubscription *sub);
+
+/**
  * `{"window","updated_at","blocks":[256 × {"block","holder","tied","claims","total"}]}`.
- * `window` NULL means `all`.
+ * `window` NULL means `all`; `updated_at` is when the window's data last changed.
+ * Returns OK, INVALID_ARGUMENT, UNKNOWN_WINDOW, FORKED, PANIC.
  *
  * # Safety
  * Pointers are NULL or valid; `out` is writable.
@@ -222,8 +366,10 @@ enum CtiResult cti_claim_async(const struct CtiStore *store,
 enum CtiResult cti_blocks_json(const struct CtiStore *store, const char *window_name, char **out);
 
 /**
- * `{"window","updated_at","rankings":[{"rank","name","blocks","claims"}]}`.
- * `window` NULL means `all`.
+ * `{"window","updated_at","rankings":[{"rank","name","blocks","claims"}]}`:
+ * every holder and every player with at least 10 addresses in the window,
+ * by blocks held, then addresses (`claims`), then name in byte order.
+ * `window` NULL means `all`. Returns as `cti_blocks_json`.
  *
  * # Safety
  * Pointers are NULL or valid; `out` is writable.
@@ -231,8 +377,9 @@ enum CtiResult cti_blocks_json(const struct CtiStore *store, const char *window_
 enum CtiResult cti_ranks_json(const struct CtiStore *store, const char *window_name, char **out);
 
 /**
- * `{"claims":[{"ip","name","block","claimed_at"}]}`, newest first, at most
- * `limit` (capped at 500).
+ * `{"updated_at","claims":[{"ip","name","block","claimed_at"}]}`: the newest
+ * current claims, one per address (its current owner), newest first, at most
+ * `limit` (capped at 500). Returns OK, INVALID_ARGUMENT, FORKED, PANIC.
  *
  * # Safety
  * `store` is NULL or valid; `out` is writable.
@@ -240,8 +387,9 @@ enum CtiResult cti_ranks_json(const struct CtiStore *store, const char *window_n
 enum CtiResult cti_recent_json(const struct CtiStore *store, uint32_t limit, char **out);
 
 /**
- * `{"name","window","blocks_held","claims","standing":[{"block","rank","of","tied","claims"}]}`;
- * `CTI_RESULT_NOT_FOUND` if `nick` has no claims in the window (NULL: `all`).
+ * `{"name","window","updated_at","blocks_held","claims","standing":[{"block","rank","of","tied","claims"}]}`;
+ * NOT_FOUND if `nick` has no claims in the window (NULL: `all`).
+ * Returns OK, INVALID_ARGUMENT, INVALID_NICK, UNKNOWN_WINDOW, NOT_FOUND, FORKED, PANIC.
  *
  * # Safety
  * Pointers are NULL or valid; `out` is writable.
@@ -252,7 +400,10 @@ enum CtiResult cti_user_json(const struct CtiStore *store,
                              char **out);
 
 /**
- * ipv4.games' `/score`: `{"now":[sec,nsec],"score":{"NICK":[[block,count],...]}}`.
+ * ipv4.games' `/score`: `{"now":[sec,nsec],"score":{"NICK":[[block,count],...]}}`
+ * with every player owning an address in the window and their count in every
+ * block where they have one; `now` is when the window's data last changed.
+ * Returns as `cti_blocks_json`.
  *
  * # Safety
  * Pointers are NULL or valid; `out` is writable.
@@ -262,7 +413,9 @@ enum CtiResult cti_score_compat_json(const struct CtiStore *store,
                                      char **out);
 
 /**
- * ipv4.games' `/recent`: `{"now":[sec,nsec],"recent":[[ip_as_u32,"nick",unix_secs],...]}`.
+ * ipv4.games' `/recent`: `{"now":[sec,nsec],"recent":[[ip_as_u32,"nick",unix_secs],...]}`,
+ * the newest current claims as `cti_recent_json`; `now` is when that list
+ * last changed. Returns as `cti_recent_json`.
  *
  * # Safety
  * `store` is NULL or valid; `out` is writable.
@@ -271,9 +424,10 @@ enum CtiResult cti_recent_compat_json(const struct CtiStore *store, uint32_t lim
 
 /**
  * Counters since the store was opened, for metrics:
- * `{"claims_committed","claims_failed","claims_rate_limited","commits","commits_failed",
+ * `{"live_players","queued","events_delivered","events_dropped","schedule_load_errors",
+ *   "claims_committed","claims_failed","claims_rate_limited","commits","commits_failed",
  *   "batch_size":{"buckets":[[le,count],...],"count","sum"},"commit_latency_us":{...}}`
- * (histogram buckets are cumulative).
+ * (histogram buckets are cumulative). Returns OK, INVALID_ARGUMENT, FORKED, PANIC.
  *
  * # Safety
  * `store` is NULL or valid; `out` is writable.
@@ -282,6 +436,7 @@ enum CtiResult cti_stats_json(const struct CtiStore *store, char **out);
 
 /**
  * Checks a nickname against the rules without claiming anything.
+ * Returns OK, INVALID_ARGUMENT, INVALID_NICK, PANIC.
  *
  * # Safety
  * `nick` is NULL or a C string.
@@ -289,7 +444,13 @@ enum CtiResult cti_stats_json(const struct CtiStore *store, char **out);
 enum CtiResult cti_validate_nick(const char *nick);
 
 /**
- * Commits an empty transaction: `CTI_RESULT_OK` while the store can commit.
+ * `CTI_RESULT_OK` while the store can commit. Cheap: it answers from the
+ * writer's state (running, queue not full, no commit stuck, the file not
+ * changed by another program) and a write-and-sync probe of the disk made at
+ * most every 2 s and shared between callers; it commits a transaction only
+ * while the last commit failed. On a read-only handle: OK while the file
+ * can be read. Returns OK, UNAVAILABLE, INVALID_ARGUMENT, FORKED,
+ * WRONG_THREAD, CLOSED, PANIC.
  *
  * # Safety
  * `store` is NULL or valid.
@@ -298,7 +459,10 @@ enum CtiResult cti_health(const struct CtiStore *store);
 
 /**
  * Recounts every aggregate from the claims table and compares it with the
- * stored and in-memory ones: `CTI_RESULT_INCONSISTENT` names the first difference.
+ * stored ones, the writer's and the readers' (as of now): INCONSISTENT names
+ * the first difference. Takes time in proportion to the addresses stored.
+ * Returns OK, INCONSISTENT, UNAVAILABLE, INVALID_ARGUMENT, READ_ONLY,
+ * FORKED, WRONG_THREAD, CLOSED, PANIC.
  *
  * # Safety
  * `store` is NULL or valid.
