@@ -494,3 +494,31 @@ fn the_board_tells_players_apart_and_works_on_a_phone() {
         info().as_str().unwrap_or("").contains("Tied").then_some(())
     });
 }
+
+/// The runner-up of a block comes from `/score`, which lists every player
+/// in every block where they have an address.
+#[test]
+fn a_square_names_its_runner_up() {
+    if !browser_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, server) = start_server(dir.path());
+    populate(server);
+    let driver = Driver::start();
+    let browser = Session::new(&driver, &dir.path().join("profile"), None);
+    browser.go(&format!("http://{server}/"));
+    wait_for("the board", || {
+        (browser.run("return document.querySelectorAll('#grid .cell.held').length") == 80)
+            .then_some(())
+    });
+    browser.click("#grid .cell:nth-child(211)");
+    wait_for("block 210's runner-up", || {
+        let text = browser.run("return document.querySelector('#block-info').textContent");
+        let text = text.as_str().unwrap_or("");
+        (text.contains("crowd_a holds it with 3 of the 6")
+            && text.contains("Runner-up: crowd_b with 2.")
+            && text.contains("crowd_c 1"))
+        .then_some(())
+    });
+}

@@ -146,3 +146,50 @@ fn the_claim_says_whose_land_it_is() {
         r.text()
     );
 }
+
+/// A poller of `/score*` and `/recent` gets 304s, by `If-None-Match` and by
+/// `If-Modified-Since`, while nothing changes; `now` is the data's time.
+#[test]
+fn pollers_get_304_while_nothing_changes() {
+    let s = Server::plain();
+    assert_eq!(s.get("/claim?name=alice", &[JSON]).status, 200);
+    std::thread::sleep(cti_server::http_cache::SETTLED + std::time::Duration::from_millis(1100));
+    for path in [
+        "/score",
+        "/score/hour",
+        "/score/day",
+        "/score/week",
+        "/score/month",
+        "/recent",
+    ] {
+        let first = s.get(path, &[]);
+        let now = first.json()["now"].clone();
+        let again = s.get(path, &[]);
+        assert_eq!(
+            again.json()["now"],
+            now,
+            "{path}: now is the time of the data"
+        );
+        let tag = first.header("etag").unwrap();
+        assert_eq!(again.header("etag"), Some(tag), "{path}");
+        assert_eq!(
+            s.get(path, &[&format!("If-None-Match: {tag}")]).status,
+            304,
+            "{path}"
+        );
+        let lm = first
+            .header("last-modified")
+            .unwrap_or_else(|| panic!("{path}: no Last-Modified"));
+        assert_eq!(
+            s.get(path, &[&format!("If-Modified-Since: {lm}")]).status,
+            304,
+            "{path}"
+        );
+        let secs = now[0].as_u64().unwrap();
+        assert_eq!(
+            httpdate::parse_http_date(lm).unwrap(),
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            "{path}: Last-Modified is the second of now"
+        );
+    }
+}

@@ -396,3 +396,53 @@ fn validators_come_from_the_data() {
 fn http_settled() -> std::time::Duration {
     cti_server::http_cache::SETTLED + std::time::Duration::from_millis(1100)
 }
+
+/// Item 11 (the core's half): the data's time, and so every validator, is
+/// untouched by a health check, a same-owner re-claim within the hour, or
+/// the passing of time on an endpoint whose data did not change.
+#[test]
+fn validators_ignore_what_does_not_change_the_answer() {
+    let s = Server::plain();
+    assert_eq!(s.get("/claim?name=alice", &[JSON]).status, 200);
+    let reads = [
+        "/api/blocks",
+        "/api/ranks",
+        "/api/ranks?window=hour",
+        "/api/recent",
+        "/api/users/alice",
+        "/score",
+        "/score/hour",
+        "/recent",
+    ];
+    let tags: Vec<String> = reads
+        .iter()
+        .map(|p| {
+            s.get(p, &[])
+                .header("etag")
+                .unwrap_or_else(|| panic!("{p}: no ETag"))
+                .to_string()
+        })
+        .collect();
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    assert_eq!(
+        s.get("/claim?name=alice", &[JSON]).status,
+        200,
+        "the same owner again"
+    );
+    for (path, tag) in reads.iter().zip(&tags) {
+        let r = s.get(path, &[&format!("If-None-Match: {tag}")]);
+        assert_eq!(
+            r.status, 304,
+            "{path}: a health check or a same-owner re-claim changed it"
+        );
+    }
+    assert_eq!(s.get("/claim?name=bob", &[JSON]).status, 200);
+    for (path, tag) in reads
+        .iter()
+        .zip(&tags)
+        .filter(|(p, _)| !p.contains("users"))
+    {
+        let r = s.get(path, &[&format!("If-None-Match: {tag}")]);
+        assert_eq!(r.status, 200, "{path}: a new owner changes it");
+    }
+}
