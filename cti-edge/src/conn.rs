@@ -144,6 +144,7 @@ pub async fn serve(
                 // still in their PROXY header or TLS handshake.
                 let (edge, watcher) = (edge.clone(), graceful.watcher());
                 tokio::spawn(async move {
+                    let _open = edge.app.connections.open();
                     edge.metrics.open.fetch_add(1, Relaxed);
                     if let Err(e) = connection(&edge, watcher, tcp, peer).await {
                         tracing::debug!(%peer, error = %e, "connection closed");

@@ -138,6 +138,7 @@ async fn run(args: Args) -> Result<(), String> {
         store,
         Config {
             trusted_proxies: args.trusted_proxies.clone(),
+            db_path: Some(args.db.clone()),
         },
     );
     spawn_reloader(tls.clone());

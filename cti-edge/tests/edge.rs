@@ -140,11 +140,14 @@ fn v4(src: [u8; 4]) -> Vec<u8> {
 fn trusted_balancer_headers_carry_the_client_address() {
     let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Allow, None);
     let r = e.plain_claim(b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 443\r\n", "v1");
-    assert!(r.contains("The IP 198.51.100.1 was claimed for v1."), "{r}");
+    assert!(
+        r.contains("The land at 198.51.100.1 was claimed for v1."),
+        "{r}"
+    );
     let r = e.plain_claim(&v2(1, 0x11, &v4([198, 51, 100, 2]), &[]), "v2");
     assert!(r.contains("198.51.100.2"), "{r}");
     let r = e.plain_claim(b"PROXY TCP6 ::ffff:198.51.100.3 ::1 5555 443\r\n", "mapped");
-    assert!(r.contains("The IP 198.51.100.3 was claimed"), "{r}");
+    assert!(r.contains("The land at 198.51.100.3 was claimed"), "{r}");
     let r = e.plain_claim(b"PROXY TCP6 2001:db8::1 ::1 5555 443\r\n", "six");
     assert!(r.contains("400") && r.contains("IPv6"), "{r}");
     let r = e.plain_claim(&v2(0, 0x00, &[], &[]), "local");
@@ -227,7 +230,7 @@ fn header_from_an_untrusted_source_is_refused() {
     assert!(r.is_empty(), "{r}");
     let r = e.plain_claim(b"", "direct");
     assert!(
-        r.contains("The IP 127.0.0.1 was claimed for direct."),
+        r.contains("The land at 127.0.0.1 was claimed for direct."),
         "direct clients still work: {r}"
     );
     assert_eq!(e.recent_ips(), ["127.0.0.1"]);

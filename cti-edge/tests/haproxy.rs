@@ -174,7 +174,7 @@ fn claims_through_haproxy_carry_the_forged_sources() {
         "Accept: text/plain",
         &format!("https://127.0.0.1:{v2_port}/claim?name=via_v2"),
     ]);
-    assert_eq!(v2, "The IP 203.0.113.10 was claimed for via_v2.\n");
+    assert_eq!(v2, "The land at 203.0.113.10 was claimed for via_v2.\n");
     // HAProxy's unique-id TLV reaches the access log (the format starts with
     // the client address in hex: 203.0.113.10 is CB00710A).
     let access = access_log(dir.path(), "/claim?name=via_v2");
@@ -203,7 +203,7 @@ fn claims_through_haproxy_carry_the_forged_sources() {
         "Accept: text/plain",
         &format!("http://127.0.0.1:{v1_port}/claim?name=via_v1"),
     ]);
-    assert_eq!(v1, "The IP 203.0.113.11 was claimed for via_v1.\n");
+    assert_eq!(v1, "The land at 203.0.113.11 was claimed for via_v1.\n");
     let direct = curl(&[
         "--haproxy-protocol",
         &format!("http://127.0.0.1:{edge}/api/ip"),

@@ -4,9 +4,7 @@
 //! start, and are revalidated with their ETag. Text is gzipped once, at start.
 
 use crate::http_cache;
-use flate2::write::GzEncoder;
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::OnceLock;
 
 pub struct Asset {
@@ -14,6 +12,7 @@ pub struct Asset {
     pub body: Vec<u8>,
     /// gzip of `body`, when that is smaller.
     pub gzip: Option<Vec<u8>>,
+    /// The tag of `body` (the gzip encoding has its own, derived from it).
     pub etag: String,
     /// Fingerprinted: never changes under this name.
     pub immutable: bool,
@@ -44,12 +43,7 @@ const PAGES: [(&str, &str); 3] = [
 ];
 
 fn asset(content_type: &'static str, body: Vec<u8>, immutable: bool) -> Asset {
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let gzip = gz
-        .write_all(&body)
-        .and_then(|()| gz.finish())
-        .ok()
-        .filter(|g| g.len() < body.len());
+    let gzip = http_cache::gzip(&body, flate2::Compression::best());
     let etag = http_cache::etag(&body);
     Asset {
         content_type,

@@ -4,8 +4,9 @@
 //! is the client. Headers from anyone else are ignored (they are free to lie).
 
 use crate::cidr::Cidr;
-use hyper::HeaderMap;
-use std::net::IpAddr;
+use crate::error::ApiError;
+use hyper::{HeaderMap, StatusCode};
+use std::net::{IpAddr, Ipv4Addr};
 
 pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> Option<IpAddr> {
     let peer = peer?;
@@ -31,6 +32,43 @@ pub fn resolve(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[Cidr]) -> O
         }
     }
     Some(client)
+}
+
+/// `::ffff:a.b.c.d` is shown (and claims) as `a.b.c.d`.
+pub fn canonical(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(ip.to_string(), |v4| v4.to_string()),
+        v4 => v4.to_string(),
+    }
+}
+
+/// The client's IPv4 address (unwrapping the v4-mapped form), or the error
+/// that tells why there is none.
+pub fn client_ipv4(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[Cidr],
+) -> Result<Ipv4Addr, ApiError> {
+    match resolve(peer, headers, trusted).ok_or_else(no_address)? {
+        IpAddr::V4(v4) => Ok(v4),
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "not_ipv4",
+                format!("IPv4 is needed: you came from the IPv6 address {v6}."),
+            )
+        }),
+    }
+}
+
+pub fn no_address() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no_client_address",
+        "This connection carries no client address (a load balancer health check), so it cannot claim.",
+    )
 }
 
 /// All hops, left to right, from `Forwarded` (`for=`) if present, else
@@ -134,5 +172,16 @@ mod tests {
     #[test]
     fn no_peer_no_client() {
         assert_eq!(resolve(None, &HeaderMap::new(), &[]), None);
+        assert!(client_ipv4(None, &HeaderMap::new(), &[]).is_err());
+    }
+
+    #[test]
+    fn ipv4_only() {
+        assert_eq!(canonical("::ffff:1.2.3.4".parse().unwrap()), "1.2.3.4");
+        assert_eq!(canonical("::1".parse().unwrap()), "::1");
+        let v4 = |s: &str| client_ipv4(ip(s), &HeaderMap::new(), &[]);
+        assert_eq!(v4("::ffff:1.2.3.4").unwrap(), Ipv4Addr::new(1, 2, 3, 4));
+        assert_eq!(v4("5.6.7.8").unwrap(), Ipv4Addr::new(5, 6, 7, 8));
+        assert_eq!(v4("2001:db8::1").unwrap_err().code, "not_ipv4");
     }
 }

@@ -4,13 +4,20 @@
 //! serves the same service behind TLS and the PROXY protocol.
 
 pub mod assets;
+pub mod checks;
 pub mod cidr;
+pub mod claim;
 pub mod cli;
 pub mod client_addr;
+pub mod compat;
+pub mod connections;
 pub mod error;
 pub mod http_cache;
 pub mod metrics;
 pub mod negotiate;
+pub mod query;
+pub mod responses;
+pub mod route;
 pub mod routes;
 pub mod stream;
 
@@ -23,9 +30,10 @@ use hyper::{Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Response body of every route (an event stream never fails either).
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -37,6 +45,8 @@ pub const RECENT_MAX: u32 = 500;
 pub struct Config {
     /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
     pub trusted_proxies: Vec<Cidr>,
+    /// The database file, for the store's size in `/statusz`.
+    pub db_path: Option<PathBuf>,
 }
 
 /// The state every connection shares.
@@ -45,6 +55,10 @@ pub struct App {
     pub config: Config,
     pub events: stream::Broadcaster,
     pub requests: metrics::Requests,
+    /// Open client connections; each accept loop holds a guard per connection.
+    pub connections: connections::Connections,
+    pub started: Instant,
+    json_cache: http_cache::JsonCache,
 }
 
 impl App {
@@ -56,6 +70,9 @@ impl App {
             config,
             events: stream::Broadcaster::default(),
             requests: metrics::Requests::default(),
+            connections: connections::Connections::default(),
+            started: Instant::now(),
+            json_cache: http_cache::JsonCache::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(watch_blocks(Arc::downgrade(&app)));
@@ -176,9 +193,11 @@ pub async fn serve(
                     }
                 };
                 let _ = tcp.set_nodelay(true);
+                let open = app.connections.open();
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service(&app, Some(peer)));
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
+                    let _open = open;
                     if let Err(e) = conn.await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }

@@ -77,6 +77,7 @@ async fn run(args: Args) -> Result<(), String> {
         store,
         Config {
             trusted_proxies: args.trusted_proxies,
+            db_path: Some(args.db.clone()),
         },
     );
     tracing::info!(db = %args.db.display(), core = cti_ffi::version(), "cti-server listening on http://{local}/");

@@ -2,6 +2,7 @@
 //! route and status, and the core's counters (claims committed, commit batch
 //! sizes and latency, rate-limit refusals). The edge adds its own families.
 
+use crate::route::LABELS as ROUTES;
 use crate::App;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,19 +12,6 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
-const ROUTES: [&str; 11] = [
-    "claim",
-    "api_ip",
-    "api_recent",
-    "api_blocks",
-    "api_ranks",
-    "api_stream",
-    "api_users",
-    "healthz",
-    "compat",
-    "page",
-    "other",
-];
 const STATUSES: [u16; 16] = [
     200, 204, 206, 301, 304, 308, 400, 403, 404, 405, 413, 414, 429, 500, 503, 0,
 ];
@@ -53,6 +41,11 @@ impl Requests {
         self.0[r][s].fetch_add(1, Relaxed);
     }
 
+    /// Requests answered since start, whatever their route and status.
+    pub fn total(&self) -> u64 {
+        self.0.iter().flatten().map(|n| n.load(Relaxed)).sum()
+    }
+
     fn render(&self, out: &mut String) {
         out.push_str("# HELP cti_http_requests_total HTTP requests by route and status.\n# TYPE cti_http_requests_total counter\n");
         for (route, row) in ROUTES.iter().zip(&self.0) {
@@ -73,24 +66,6 @@ impl Requests {
                 );
             }
         }
-    }
-}
-
-/// The route label of a path: a fixed set, so that labels cannot explode.
-pub fn route_label(path: &str) -> &'static str {
-    match path {
-        "/claim" => "claim",
-        p if p.starts_with("/claim/") => "claim",
-        "/api/ip" => "api_ip",
-        "/api/recent" => "api_recent",
-        "/api/blocks" => "api_blocks",
-        "/api/ranks" => "api_ranks",
-        "/api/stream" => "api_stream",
-        p if p.starts_with("/api/users/") => "api_users",
-        "/healthz" => "healthz",
-        "/ip" | "/recent" => "compat",
-        p if p.starts_with("/score") => "compat",
-        _ => "page",
     }
 }
 

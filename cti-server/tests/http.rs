@@ -1,170 +1,12 @@
 //! The HTTP interface over real sockets, against a real store in a temp dir.
 
-use cti_server::{App, Config};
+mod common;
+
+use common::{Server, JSON};
+use cti_server::Config;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
-
-struct Server {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(config: Config, limits: Option<cti_ffi::Limits>) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let store = cti_ffi::Store::open(dir.path().join("http.db")).unwrap();
-        store
-            .set_limits(limits.unwrap_or(cti_ffi::Limits {
-                per_address_per_minute: 0,
-                per_address_burst: 0,
-                per_net24_per_minute: 0,
-                per_net24_burst: 0,
-            }))
-            .unwrap();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = App::new(store, config);
-                cti_server::serve(
-                    listener,
-                    app,
-                    async { drop(stopped.await) },
-                    Duration::from_secs(2),
-                )
-                .await
-                .unwrap();
-            });
-        });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Server {
-            addr,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    fn plain() -> Server {
-        Server::start(Config::default(), None)
-    }
-
-    /// Sends a raw HTTP/1.1 request (adding Host and Connection: close).
-    fn raw(&self, request_line: &str, headers: &[&str]) -> Reply {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut req = format!(
-            "{request_line}\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).unwrap();
-        Reply::parse(&buf)
-    }
-
-    fn get(&self, path: &str, headers: &[&str]) -> Reply {
-        self.raw(&format!("GET {path} HTTP/1.1"), headers)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn parse(raw: &[u8]) -> Reply {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("end of headers");
-        let head = std::str::from_utf8(&raw[..split]).unwrap();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let mut body = raw[split + 4..].to_vec();
-        if headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
-        {
-            body = dechunk(&body);
-        }
-        Reply {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let end = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[end + 2..end + 2 + n]);
-        b = &b[end + 4 + n..];
-    }
-}
-
-const JSON: &str = "Accept: application/json";
 
 #[test]
 fn claim_answers_follow_accept() {
@@ -184,7 +26,7 @@ fn claim_answers_follow_accept() {
     let r = s.get("/claim/bob", &["Accept: text/plain"]);
     assert_eq!(
         (r.status, r.text().as_str()),
-        (200, "The IP 127.0.0.1 was claimed for bob.\n")
+        (200, "The land at 127.0.0.1 was claimed for bob.\n")
     );
     let r = s.get(
         "/claim?name=carol",
@@ -195,7 +37,9 @@ fn claim_answers_follow_accept() {
     let r = s.get("/claim?name=dave", &[]);
     assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"));
     assert!(
-        r.text().contains("The IP 127.0.0.1 was claimed for dave."),
+        r.text().contains(
+            "The land at 127.0.0.1 was claimed for <a href=\"/player?name=dave\">dave</a>."
+        ),
         "{}",
         r.text()
     );
@@ -206,7 +50,7 @@ fn claim_answers_follow_accept() {
     assert_eq!(
         (r.status, r.json()["name"].as_str()),
         (200, Some("erin")),
-        "any method claims"
+        "POST claims too"
     );
     let r = s.raw(
         "GET http://example.invalid/claim?name=frank HTTP/1.1",
@@ -300,7 +144,7 @@ fn read_api_shapes() {
     assert_eq!(s.get("/score/hour", &[]).status, 200);
     let compat = s.get("/recent", &[]).json();
     assert_eq!(compat["recent"][0][0], 0x7f00_0001u32);
-    assert_eq!(s.get("/ip", &[]).text(), "127.0.0.1\n");
+    assert_eq!(s.get("/ip", &[]).text(), "127.0.0.1");
 }
 
 #[test]
@@ -362,7 +206,14 @@ fn pages_and_assets() {
     assert_eq!(asset.header("content-encoding"), Some("gzip"));
     assert!(asset.header("cache-control").unwrap().contains("immutable"));
     let tag = asset.header("etag").unwrap().to_string();
-    assert_eq!(s.get(&js, &[&format!("If-None-Match: {tag}")]).status, 304);
+    assert_eq!(
+        s.get(
+            &js,
+            &["Accept-Encoding: gzip", &format!("If-None-Match: {tag}")]
+        )
+        .status,
+        304
+    );
     assert_eq!(s.get("/about", &[]).status, 200);
     assert_eq!(s.get("/player?name=bob", &[]).status, 200);
     assert_eq!(s.get("/favicon.ico", &[]).status, 200);
@@ -373,6 +224,7 @@ fn forwarded_headers_count_only_from_trusted_proxies() {
     let trusting = Server::start(
         Config {
             trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            ..Config::default()
         },
         None,
     );
@@ -483,5 +335,33 @@ fn h2c_with_prior_knowledge() {
         assert_eq!(resp.version(), hyper::Version::HTTP_2);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], br#"{"ip":"127.0.0.1"}"#);
+        // HEAD over HTTP/2: GET's length, no body, the stream ends cleanly.
+        let head = hyper::Request::head(format!("http://{}/api/blocks", s.addr))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(head).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let length = resp.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty());
+        let get = hyper::Request::get(format!("http://{}/api/blocks", s.addr))
+            .body(Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let body = send
+            .send_request(get)
+            .await
+            .unwrap()
+            .into_body()
+            .collect()
+            .await;
+        assert_eq!(body.unwrap().to_bytes().len().to_string(), length);
     });
 }
