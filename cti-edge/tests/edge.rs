@@ -84,7 +84,7 @@ impl EdgeServer {
 
     fn recent_ips(&self) -> Vec<String> {
         let v: serde_json::Value =
-            serde_json::from_str(&self.app.store().recent_json(500).unwrap()).unwrap();
+            serde_json::from_str(&self.app.store().unwrap().recent_json(500).unwrap()).unwrap();
         v["claims"]
             .as_array()
             .unwrap()

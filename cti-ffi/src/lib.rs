@@ -427,6 +427,8 @@ pub struct Subscription {
 // SAFETY: the handle may be ended from any thread; `data` is only touched by
 // the library's delivery thread until then, and freed after.
 unsafe impl Send for Subscription {}
+// SAFETY: nothing can be done through `&Subscription`: it has no methods.
+unsafe impl Sync for Subscription {}
 
 impl Drop for Subscription {
     fn drop(&mut self) {

@@ -58,6 +58,11 @@ pub fn error(headers: &HeaderMap, e: &ApiError) -> Response<Body> {
     }
 }
 
+/// Longest wait for a claim's commit before answering 503. The core fails
+/// claims that waited 5 s for their transaction, so this is only reached
+/// when a commit itself hangs.
+const COMMIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn commit_claim(
     app: &App,
     peer: Option<IpAddr>,
@@ -70,17 +75,16 @@ async fn commit_claim(
         .ok_or_else(client_addr::no_address)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The core answers from its own thread after the commit: no runtime
-    // thread waits on the disk.
-    app.store()
+    // thread waits on the disk, and none waits past the deadline.
+    app.store()?
         .claim_with(&ip, &nick, move |r| drop(tx.send(r)))?;
-    let json = rx.await.map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "The store is closing.",
-        )
-    })??;
-    app.events.send("claim", &json);
+    let unavailable = |why: &str| {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(1)
+    };
+    let json = tokio::time::timeout(COMMIT_DEADLINE, rx)
+        .await
+        .map_err(|_| unavailable("The claim was not committed in time; it may still be."))?
+        .map_err(|_| unavailable("The store is closing."))??;
     let v: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
     let field = |k: &str| v[k].as_str().unwrap_or("?").to_string();
     Ok(Claimed {

@@ -23,7 +23,7 @@ pub fn ip(app: &App, peer: Option<IpAddr>, headers: &HeaderMap) -> Response<Body
 /// Counters for anyone: no addresses, no secrets.
 pub fn statusz(app: &App) -> Result<Response<Body>, ApiError> {
     let stats: serde_json::Value =
-        serde_json::from_str(&app.store().stats_json()?).map_err(|e| {
+        serde_json::from_str(&app.store()?.stats_json()?).map_err(|e| {
             ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

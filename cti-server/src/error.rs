@@ -32,6 +32,12 @@ impl ApiError {
         )
     }
 
+    /// Tells the client when to try again (`Retry-After`).
+    pub fn retry_after(mut self, secs: u32) -> ApiError {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn json(&self) -> String {
         serde_json::json!({ "error": self.code, "message": self.message }).to_string()
     }
@@ -52,11 +58,17 @@ impl From<cti_ffi::Error> for ApiError {
             }
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
+        // An unavailable store (disk full or too slow, queue full) is
+        // usually brief: clients may retry after a second.
+        let retry_after = match e.kind {
+            ErrorKind::Unavailable => Some(1),
+            _ => e.retry_after,
+        };
         ApiError {
             status,
             code,
             message: e.message,
-            retry_after: e.retry_after,
+            retry_after,
         }
     }
 }

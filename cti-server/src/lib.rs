@@ -12,6 +12,7 @@ pub mod client_addr;
 pub mod compat;
 pub mod connections;
 pub mod error;
+pub mod game;
 pub mod http_cache;
 pub mod metrics;
 pub mod negotiate;
@@ -51,9 +52,9 @@ pub struct Config {
 
 /// The state every connection shares.
 pub struct App {
-    store: Arc<cti_ffi::Store>,
+    game: game::Game,
     pub config: Config,
-    pub events: stream::Broadcaster,
+    pub events: Arc<stream::Broadcaster>,
     pub requests: metrics::Requests,
     /// Open client connections; each accept loop holds a guard per connection.
     pub connections: connections::Connections,
@@ -62,30 +63,40 @@ pub struct App {
 }
 
 impl App {
-    /// Wraps an open store. Inside a tokio runtime this also starts the
-    /// event-stream upkeep (pings, block-ownership events).
+    /// Wraps an open store. Its commit events feed `/api/stream`; inside a
+    /// tokio runtime this also starts the stream's pings.
     pub fn new(store: cti_ffi::Store, config: Config) -> Arc<App> {
+        let events = Arc::new(stream::Broadcaster::default());
         let app = Arc::new(App {
-            store: Arc::new(store),
+            game: game::Game::new(store, config.db_path.clone(), events.clone()),
             config,
-            events: stream::Broadcaster::default(),
+            events,
             requests: metrics::Requests::default(),
             connections: connections::Connections::default(),
             started: Instant::now(),
             json_cache: http_cache::JsonCache::default(),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::spawn(watch_blocks(Arc::downgrade(&app)));
+            tokio::spawn(ping(Arc::downgrade(&app)));
         }
         app
     }
 
-    pub fn store(&self) -> &cti_ffi::Store {
-        &self.store
+    /// The store, or 503 in the one case there is none: a core swap that
+    /// could reopen it with neither the new core nor the old.
+    pub fn store(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
+        self.game.store().ok_or_else(|| {
+            error::ApiError::new(
+                hyper::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "The game's store is not open.",
+            )
+        })
     }
 
-    fn store_handle(&self) -> Arc<cti_ffi::Store> {
-        self.store.clone()
+    /// The store and the core serving it.
+    pub fn game(&self) -> &game::Game {
+        &self.game
     }
 
     /// Ends the event streams so that a graceful shutdown can finish.
@@ -94,49 +105,14 @@ impl App {
     }
 }
 
-/// Sends a `blocks` event when a block changes hands, and pings listeners.
-async fn watch_blocks(app: std::sync::Weak<App>) {
-    let mut last: Option<Vec<serde_json::Value>> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut n = 0u64;
+/// Keeps idle event streams (and proxies in between) from timing out.
+async fn ping(app: std::sync::Weak<App>) {
+    let mut tick = tokio::time::interval(stream::PING_EVERY);
+    tick.tick().await;
     loop {
         tick.tick().await;
         let Some(app) = app.upgrade() else { return };
-        n += 1;
-        if n.is_multiple_of(30) {
-            app.events.ping();
-        }
-        if app.events.listeners() == 0 {
-            last = None;
-            continue;
-        }
-        let Ok(json) = app.store.blocks_json(None) else {
-            continue;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(&json) else {
-            continue;
-        };
-        let holders: Vec<serde_json::Value> = v["blocks"]
-            .as_array()
-            .map(|bs| {
-                bs.iter()
-                    .map(|b| serde_json::json!([b["holder"], b["tied"]]))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(prev) = &last {
-            let changed: Vec<_> = (0..holders.len())
-                .filter(|&i| prev.get(i) != holders.get(i))
-                .map(|i| serde_json::json!({"block": i, "holder": holders[i][0], "tied": holders[i][1]}))
-                .collect();
-            if !changed.is_empty() {
-                app.events.send(
-                    "blocks",
-                    &serde_json::json!({ "changed": changed }).to_string(),
-                );
-            }
-        }
-        last = Some(holders);
+        app.events.ping();
     }
 }
 

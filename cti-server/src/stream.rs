@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 
 /// Events a listener may fall behind by before it is dropped.
 const QUEUE: usize = 256;
+/// How often idle listeners get a comment line.
+pub const PING_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 /// Most listeners at once; more are refused with 503.
 pub const MAX_LISTENERS: usize = 10_000;
 
@@ -40,6 +42,17 @@ impl Broadcaster {
     /// Sends `event` with `data` (one line of JSON) to every listener.
     pub fn send(&self, event: &str, data: &str) {
         self.send_raw(Bytes::from(format!("event: {event}\ndata: {data}\n\n")));
+    }
+
+    /// Passes on an event of the core's subscription (`commit`, `slide` or
+    /// `gap`, see `cti_subscribe`) under its kind's name.
+    pub fn send_core_event(&self, json: &str) {
+        let kind = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v["kind"].as_str().map(str::to_string));
+        if let Some(kind) = kind {
+            self.send(&kind, json);
+        }
     }
 
     /// Keeps idle connections (and proxies) from timing out.

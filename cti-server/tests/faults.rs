@@ -99,11 +99,16 @@ fn full_disk_gives_503_and_recovers() {
     let _ = f.write_all(&[0u8; 512]);
     drop(f);
 
-    assert_eq!(
-        get(&addr, "/healthz", "1.1.1.1").0,
-        503,
-        "healthz on a full disk"
-    );
+    // The disk is probed at most every 2 s (a health check is cheap): a full
+    // disk shows within that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while get(&addr, "/healthz", "1.1.1.1").0 != 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "healthz still 200 on a full disk"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let mut refused = 0;
     let mut acked_during = 0;
     for i in 0..2000u32 {

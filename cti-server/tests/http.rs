@@ -308,7 +308,10 @@ fn event_stream_delivers_a_claim_from_another_client() {
         assert!(n > 0, "stream closed");
         seen.extend_from_slice(&buf[..n]);
     }
-    assert!(String::from_utf8_lossy(&seen).contains("event: claim"));
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.contains("event: commit"), "{text}");
+    // The commit's block changed hands in every window.
+    assert!(text.contains("\"holders\":[{\"window\":\"hour\""), "{text}");
 }
 
 #[test]

@@ -259,17 +259,22 @@ function listen() {
   if (!("EventSource" in window)) return poll();
   const es = new EventSource("/api/stream");
   es.addEventListener("open", () => { $("#live").classList.add("on"); });
-  es.addEventListener("claim", (e) => {
-    const c = JSON.parse(e.data);
+  // One event per commit: its claims (oldest first) and the blocks whose
+  // holder changed; "slide" when a window's edge alone changed a holder;
+  // "gap" when events were dropped for a slow connection.
+  es.addEventListener("commit", (e) => {
     const list = $("#recent");
-    // One row per address: its current owner.
-    for (const li of list.querySelectorAll("li")) if (li.dataset.ip === c.ip) li.remove();
-    list.prepend(claimItem(c));
+    for (const c of JSON.parse(e.data).claims) {
+      // One row per address: its current owner.
+      for (const li of list.querySelectorAll("li")) if (li.dataset.ip === c.ip) li.remove();
+      list.prepend(claimItem(c));
+      flash(c.block);
+    }
     while (list.children.length > 30) list.lastChild.remove();
-    flash(c.block);
     refreshSoon();
   });
-  es.addEventListener("blocks", refreshSoon);
+  es.addEventListener("slide", refreshSoon);
+  es.addEventListener("gap", () => { refreshSoon(); refreshRecent().catch(console.error); });
   es.addEventListener("error", () => {
     $("#live").classList.remove("on");
     if (es.readyState === EventSource.CLOSED) poll();

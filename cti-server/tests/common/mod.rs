@@ -117,7 +117,7 @@ impl Server {
     /// Claims committed to the store so far, from the core's own counters.
     pub fn claims_committed(&self) -> u64 {
         let stats: serde_json::Value =
-            serde_json::from_str(&self.app.store().stats_json().unwrap()).unwrap();
+            serde_json::from_str(&self.app.store().unwrap().stats_json().unwrap()).unwrap();
         stats["claims_committed"].as_u64().unwrap()
     }
 }
