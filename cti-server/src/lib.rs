@@ -35,8 +35,8 @@ pub const RECENT_MAX: u32 = 500;
 
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
-    pub trusted_proxies: Vec<Cidr>,
+    /// HTTP proxies whose forwarding header (the one named) is believed.
+    pub trusted_proxies: client_addr::TrustedProxies,
 }
 
 /// The state every connection shares.
