@@ -38,13 +38,9 @@ struct Args {
     /// Plain HTTP on the same port: serve it, redirect it to HTTPS, or refuse it.
     #[arg(long, env = "CTI_PLAIN_HTTP", value_enum, default_value = "allow")]
     plain_http: PlainHttp,
-    /// Trusted HTTP proxies for X-Forwarded-For / Forwarded (rarely needed here).
-    #[arg(
-        long = "trusted-proxy",
-        env = "CTI_TRUSTED_PROXY",
-        value_delimiter = ','
-    )]
-    trusted_proxies: Vec<Cidr>,
+    /// HTTP proxies in front of the edge (rarely needed: balancers send PROXY).
+    #[command(flatten)]
+    proxies: cli::HttpProxies,
     /// Most open connections.
     #[arg(long, env = "CTI_MAX_CONNECTIONS", default_value_t = 20_000)]
     max_connections: usize,
@@ -137,7 +133,7 @@ async fn run(args: Args) -> Result<(), String> {
     let app = App::new(
         store,
         Config {
-            trusted_proxies: args.trusted_proxies.clone(),
+            trusted_proxies: args.proxies.trusted(),
             db_path: Some(args.db.clone()),
         },
     );

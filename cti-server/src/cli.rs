@@ -1,7 +1,41 @@
 //! What the `cti-server` and `cti-edge` binaries share: the claim-limit
-//! flags, logging, and the shutdown signals.
+//! and HTTP-proxy flags, logging, and the shutdown signals.
 
+use crate::client_addr::{ForwardedHeader, TrustedProxies};
+use crate::Cidr;
 use clap::Args;
+
+/// HTTP proxies in front, and the one header they write.
+#[derive(Debug, Clone, Args)]
+pub struct HttpProxies {
+    /// An HTTP proxy (CIDR or address) whose --forwarded-header is believed;
+    /// repeat the flag or separate with commas. Name the proxies' own
+    /// addresses (/32s), not the whole network they live in.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CTI_TRUSTED_PROXY",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<Cidr>,
+    /// The one header the trusted proxies write the client address into
+    /// (read from the right; any other forwarding header is ignored).
+    #[arg(
+        long,
+        env = "CTI_FORWARDED_HEADER",
+        value_enum,
+        default_value = "x-forwarded-for"
+    )]
+    pub forwarded_header: ForwardedHeader,
+}
+
+impl HttpProxies {
+    pub fn trusted(&self) -> TrustedProxies {
+        TrustedProxies {
+            ranges: self.trusted_proxies.clone(),
+            header: self.forwarded_header,
+        }
+    }
+}
 
 /// Claim rate limits, each also readable from its `CTI_...` variable.
 #[derive(Debug, Clone, Args)]

@@ -44,9 +44,9 @@ pub const RECENT_MAX: u32 = 500;
 
 #[derive(Debug, Clone, Default)]
 pub struct Config {
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed.
-    pub trusted_proxies: Vec<Cidr>,
-    /// The database file, for the store's size in `/statusz`.
+    /// HTTP proxies whose forwarding header (the one named) is believed.
+    pub trusted_proxies: client_addr::TrustedProxies,
+    /// The database file, for the store's size in `/statusz` and core swaps.
     pub db_path: Option<PathBuf>,
 }
 

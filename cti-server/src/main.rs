@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use cti_server::cli::{self, ClaimLimits};
-use cti_server::{App, Cidr, Config};
+use cti_server::{App, Config};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,14 +20,8 @@ struct Args {
     /// The SQLite database file (created if missing).
     #[arg(long, env = "CTI_DB", default_value = "cti.db")]
     db: PathBuf,
-    /// A proxy whose X-Forwarded-For / Forwarded headers are trusted (CIDR or
-    /// address); repeat the flag or separate with commas.
-    #[arg(
-        long = "trusted-proxy",
-        env = "CTI_TRUSTED_PROXY",
-        value_delimiter = ','
-    )]
-    trusted_proxies: Vec<Cidr>,
+    #[command(flatten)]
+    proxies: cli::HttpProxies,
     #[command(flatten)]
     limits: ClaimLimits,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
@@ -76,7 +70,7 @@ async fn run(args: Args) -> Result<(), String> {
     let app = App::new(
         store,
         Config {
-            trusted_proxies: args.trusted_proxies,
+            trusted_proxies: args.proxies.trusted(),
             db_path: Some(args.db.clone()),
         },
     );

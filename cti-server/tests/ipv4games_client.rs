@@ -148,7 +148,10 @@ fn ranks_from_api(api: &serde_json::Value) -> Vec<(String, Vec<u64>, u64)> {
 fn score_alone_gives_the_same_board_and_leaderboard() {
     let s = Server::start(
         Config {
-            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+            trusted_proxies: cti_server::client_addr::TrustedProxies {
+                ranges: vec!["127.0.0.0/8".parse().unwrap()],
+                ..Default::default()
+            },
             ..Config::default()
         },
         None,
