@@ -17,6 +17,7 @@
 //! only on a functional fault (a claim failing, `check()` finding the
 //! aggregates wrong, a missing CSV row).
 
+mod chart;
 mod load;
 mod measure;
 mod reads;
@@ -26,7 +27,7 @@ mod traffic;
 use cti_core::{Limits, ManualClock, NickLimits, Store, Window};
 use load::{Claimers, Gate};
 use reads::{Pace, Readers, Samples, PAUSED};
-use report::{Kind, Panel, Series, Week};
+use report::{Kind, Week};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -201,7 +202,11 @@ fn main() {
         "first-hours.csv",
         &report::first_hours_csv(&buckets[0], &buckets[1], calm_claims),
     );
-    write(&out, "year.svg", &chart(&run, &weeks));
+    write(
+        &out,
+        "year.svg",
+        &chart::year(&weeks, run.args.claims, run.args.players),
+    );
     let finish = run.finish(&clock);
     let summary = summary(&run, &weeks, &buckets, rss_base, &finish);
     write(&out, "summary.txt", &summary);
@@ -349,138 +354,6 @@ impl Run {
 
 fn p99_ms(w: &Week, q: usize) -> f64 {
     report::quantile(&w.reads.reads[q], 0.99) / 1e3
-}
-
-/// A p99 in ms for the chart; NaN (no point) for a week without reads.
-fn charted_p99(v: &[f64]) -> f64 {
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        report::quantile(v, 0.99) / 1e3
-    }
-}
-
-fn column(weeks: &[Week], f: impl Fn(&Week) -> f64) -> Vec<f64> {
-    weeks.iter().map(f).collect()
-}
-
-fn chart(run: &Run, weeks: &[Week]) -> String {
-    let series = |label, color, values| Series {
-        label,
-        color,
-        values,
-    };
-    // The board's four queries, p99 of the reads `pick` selects, in ms.
-    let board = |pick: fn(&reads::Bucket, usize) -> &Vec<f64>| {
-        let p99 = move |q: usize| column(weeks, move |w| charted_p99(pick(&w.reads, q)));
-        vec![
-            series("blocks hour", "#1f77b4", p99(0)),
-            series("blocks all", "#2ca02c", p99(1)),
-            series("ranks hour", "#ff7f0e", p99(2)),
-            series("ranks all", "#9467bd", p99(3)),
-        ]
-    };
-    let p99 = |q: usize| column(weeks, move |w| charted_p99(&w.reads.reads[q]));
-    let target = Some((1.0, "1 ms target"));
-    let panels = [
-        Panel {
-            title: "Durable claims per second (wall)",
-            unit: "claims/s",
-            series: vec![series(
-                "claims/s",
-                "#1f77b4",
-                column(weeks, Week::claims_per_s),
-            )],
-            target: None,
-        },
-        Panel {
-            title: "Read p99, board, every read",
-            unit: "ms",
-            series: board(|b, q| &b.reads[q]),
-            target,
-        },
-        Panel {
-            title: "Read p99, board, no score rendering meanwhile",
-            unit: "ms",
-            series: board(|b, q| &b.alone[q]),
-            target,
-        },
-        Panel {
-            title: "Read p99, board, right after a commit",
-            unit: "ms",
-            series: board(|b, q| &b.fresh[q]),
-            target,
-        },
-        Panel {
-            title: "Read p99, whole score",
-            unit: "ms",
-            series: vec![
-                series("score hour", "#ff7f0e", p99(4)),
-                series("score all", "#9467bd", p99(5)),
-            ],
-            target: None,
-        },
-        Panel {
-            title: "Size of score (all window)",
-            unit: "MB",
-            series: vec![series(
-                "score all",
-                "#9467bd",
-                column(weeks, |w| match w.reads.bytes[5] {
-                    0 => f64::NAN,
-                    n => n as f64 / 1e6,
-                }),
-            )],
-            target: None,
-        },
-        Panel {
-            title: "Memory and disk",
-            unit: "MiB",
-            series: vec![
-                series(
-                    "RSS",
-                    "#d62728",
-                    column(weeks, |w| w.rss_kib as f64 / 1024.0),
-                ),
-                series(
-                    "database",
-                    "#1f77b4",
-                    column(weeks, |w| w.db_bytes as f64 / 1048576.0),
-                ),
-                series(
-                    "WAL",
-                    "#7f7f7f",
-                    column(weeks, |w| w.wal_bytes as f64 / 1048576.0),
-                ),
-            ],
-            target: None,
-        },
-        Panel {
-            title: "Addresses stored, live players",
-            unit: "millions",
-            series: vec![
-                series(
-                    "addresses",
-                    "#1f77b4",
-                    column(weeks, |w| w.addresses as f64 / 1e6),
-                ),
-                series(
-                    "live players",
-                    "#2ca02c",
-                    column(weeks, |w| w.live_players as f64 / 1e6),
-                ),
-            ],
-            target: None,
-        },
-    ];
-    report::svg(
-        &format!(
-            "cti: a simulated year, {}M claims, {} players (cargo bench --bench year)",
-            run.args.claims as f64 / 1e6,
-            run.args.players
-        ),
-        &panels,
-    )
 }
 
 fn summary(
