@@ -317,10 +317,14 @@ pub extern "C" fn cti_schema_version() -> u32 {
     crate::store::SCHEMA_VERSION as u32
 }
 
+/// The release, behind a marker that finds it in the library's file: a
+/// packager (or a test) can tell the version of a core file without loading it.
+static RELEASE: &str = concat!("CTI_CORE_RELEASE=", env!("CARGO_PKG_VERSION"), "\0");
+
 /// The library's release, e.g. "0.1.0". Static: do not free.
 #[no_mangle]
 pub extern "C" fn cti_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    RELEASE["CTI_CORE_RELEASE=".len()..].as_ptr().cast()
 }
 
 /// The message of the last failure on this thread, "" if none, at most
