@@ -8,6 +8,11 @@ include!("build/rpath.rs");
 
 fn main() {
     emit_rpath();
+    // For tests that ask cargo about this target's dependencies.
+    println!(
+        "cargo:rustc-env=CTI_TARGET={}",
+        std::env::var("TARGET").expect("TARGET")
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let abi = root.join("cti-core/src/abi.rs");
     let config_path = root.join("cbindgen.toml");
