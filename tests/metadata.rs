@@ -1,5 +1,6 @@
 //! The metadata packagers read: every crate declares the workspace's
-//! `rust-version`, and no locked dependency needs a newer Rust than it says.
+//! `rust-version`, no locked dependency needs a newer Rust than it says, and
+//! the Debian packaging agrees with Cargo on the toolchain and the version.
 //! (Clippy's `incompatible_msrv` lint, denied in CI, holds the code itself to
 //! the same `rust-version`.)
 
@@ -75,5 +76,23 @@ fn every_crate_has_the_workspace_rust_version_and_dependencies_fit_it() {
     assert!(
         newer.is_empty(),
         "rust-version {ours} is below what Cargo.lock needs: {newer:?}"
+    );
+}
+
+#[test]
+fn debian_packaging_agrees_with_cargo() {
+    let ours = workspace_rust_version(&metadata());
+    let control = std::fs::read_to_string(cti::workspace_root().join("debian/control")).unwrap();
+    assert!(
+        control.contains(&format!("rustc (>= {ours}),")),
+        "debian/control's Build-Depends must ask for rustc (>= {ours})"
+    );
+    let changelog =
+        std::fs::read_to_string(cti::workspace_root().join("debian/changelog")).unwrap();
+    let first = changelog.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("cti ({}-", env!("CARGO_PKG_VERSION"))),
+        "debian/changelog's newest entry is not version {}: {first}",
+        env!("CARGO_PKG_VERSION")
     );
 }
