@@ -1,6 +1,8 @@
 //! Build glue of the workspace: writes `include/cti_core.h` from the core's C
-//! ABI (only when its content changes, so builds do not loop), and gives the
-//! top-level tests and benches their RUNPATH.
+//! ABI (only when its content changes, so builds do not loop), renders
+//! cti-ffi's `extern "C"` declarations as C for the ABI test to compile
+//! against the header, and gives the top-level tests and benches their
+//! RUNPATH.
 
 use std::path::Path;
 
@@ -8,22 +10,59 @@ include!("build/rpath.rs");
 
 fn main() {
     emit_rpath();
+    // For tests that ask cargo about this target's dependencies.
+    println!(
+        "cargo:rustc-env=CTI_TARGET={}",
+        std::env::var("TARGET").expect("TARGET")
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    write_header(root);
+    write_ffi_declarations(root);
+}
+
+fn write_header(root: &Path) {
     let abi = root.join("cti-core/src/abi.rs");
     let config_path = root.join("cbindgen.toml");
     println!("cargo:rerun-if-changed={}", abi.display());
     println!("cargo:rerun-if-changed={}", config_path.display());
     let config = cbindgen::Config::from_file(&config_path).expect("cbindgen.toml is valid");
-    let bindings = cbindgen::Builder::new()
-        .with_config(config)
-        .with_src(&abi)
-        .generate()
-        .expect("cbindgen could not read cti-core/src/abi.rs");
-    let mut header = Vec::new();
-    bindings.write(&mut header);
+    let header = render(config, &abi);
     let target = root.join("include/cti_core.h");
     if std::fs::read(&target).ok().as_deref() != Some(&header[..]) {
         std::fs::create_dir_all(root.join("include")).expect("create include/");
         std::fs::write(&target, header).expect("write include/cti_core.h");
     }
+}
+
+/// `$OUT_DIR/ffi_declarations.h`: the functions of cti-ffi/src/sys.rs as C
+/// prototypes, naming the header's types, so that tests/abi.rs can have the C
+/// compiler compare each one with the header's declaration.
+fn write_ffi_declarations(root: &Path) {
+    let sys = root.join("cti-ffi/src/sys.rs");
+    println!("cargo:rerun-if-changed={}", sys.display());
+    let mut config = cbindgen::Config {
+        language: cbindgen::Language::C,
+        no_includes: true,
+        ..Default::default()
+    };
+    // The structs come from the header; cti-ffi's own callback type is
+    // rendered under a name of its own and compared through the functions.
+    config.export.exclude = vec!["CtiStore".into(), "Limits".into()];
+    config.export.rename.extend([
+        ("Limits".to_string(), "CtiLimits".to_string()),
+        ("Callback".to_string(), "CtiFfiCallback".to_string()),
+    ]);
+    let out = Path::new(&std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("ffi_declarations.h");
+    std::fs::write(&out, render(config, &sys)).expect("write ffi_declarations.h");
+}
+
+fn render(config: cbindgen::Config, src: &Path) -> Vec<u8> {
+    let bindings = cbindgen::Builder::new()
+        .with_config(config)
+        .with_src(src)
+        .generate()
+        .unwrap_or_else(|e| panic!("cbindgen could not read {}: {e}", src.display()));
+    let mut out = Vec::new();
+    bindings.write(&mut out);
+    out
 }
