@@ -34,26 +34,60 @@ fn write_header(root: &Path) {
     }
 }
 
-/// `$OUT_DIR/ffi_declarations.h`: the functions of cti-ffi/src/sys.rs as C
-/// prototypes, naming the header's types, so that tests/abi.rs can have the C
-/// compiler compare each one with the header's declaration.
+/// `$OUT_DIR/ffi_declarations.h`: the functions of cti-ffi's table
+/// (`core_api!` in cti-ffi/src/api.rs, one `fn` line each) as C prototypes
+/// naming the header's types, so that tests/abi.rs can have the C compiler
+/// compare each one with the header's declaration.
 fn write_ffi_declarations(root: &Path) {
-    let sys = root.join("cti-ffi/src/sys.rs");
-    println!("cargo:rerun-if-changed={}", sys.display());
+    let api = root.join("cti-ffi/src/api.rs");
+    println!("cargo:rerun-if-changed={}", api.display());
+    let text = std::fs::read_to_string(&api).expect("read cti-ffi/src/api.rs");
+    let start = text
+        .find("\ncore_api! {")
+        .expect("core_api! in cti-ffi/src/api.rs");
+    let functions: String = text[start..]
+        .lines()
+        .skip(2)
+        .take_while(|l| l.trim() != "}")
+        .map(|l| format!("    pub {}\n", l.trim()))
+        .collect();
+    // The types as api.rs defines them, then the table as an extern block.
+    let source = format!("{text}\nextern \"C\" {{\n{functions}}}\n");
+    let out_dir = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    let rust = out_dir.join("ffi_declarations.rs");
+    std::fs::write(&rust, source).expect("write ffi_declarations.rs");
     let mut config = cbindgen::Config {
         language: cbindgen::Language::C,
         no_includes: true,
         ..Default::default()
     };
-    // The structs come from the header; cti-ffi's own callback type is
-    // rendered under a name of its own and compared through the functions.
-    config.export.exclude = vec!["CtiStore".into(), "Limits".into()];
+    // The structs come from the header; cti-ffi's own callback types are
+    // rendered under names of their own and compared through the functions.
+    config.export.exclude = [
+        "CtiStore",
+        "CtiSubscription",
+        "Limits",
+        "NickLimits",
+        "Api",
+        "Origin",
+        "LoadError",
+    ]
+    .map(String::from)
+    .into();
     config.export.rename.extend([
         ("Limits".to_string(), "CtiLimits".to_string()),
-        ("Callback".to_string(), "CtiFfiCallback".to_string()),
+        ("NickLimits".to_string(), "CtiNickLimits".to_string()),
+        (
+            "ClaimCallback".to_string(),
+            "CtiFfiClaimCallback".to_string(),
+        ),
+        (
+            "EventCallback".to_string(),
+            "CtiFfiEventCallback".to_string(),
+        ),
     ]);
-    let out = Path::new(&std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("ffi_declarations.h");
-    std::fs::write(&out, render(config, &sys)).expect("write ffi_declarations.h");
+    std::fs::write(out_dir.join("ffi_declarations.h"), render(config, &rust))
+        .expect("write ffi_declarations.h");
 }
 
 fn render(config: cbindgen::Config, src: &Path) -> Vec<u8> {

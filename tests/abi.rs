@@ -119,7 +119,7 @@ fn cti_ffi_declares_every_function_as_the_header_does() {
     let (ok, messages, _) = compile_c(dir.path(), &source, false);
     assert!(
         ok,
-        "cti-ffi/src/sys.rs disagrees with the header:\n{messages}"
+        "cti-ffi/src/api.rs disagrees with the header:\n{messages}"
     );
 }
 
@@ -193,4 +193,23 @@ fn result_codes_in_the_header_are_what_the_library_returns() {
         );
         assert!(out.is_null());
     }
+}
+
+#[test]
+fn the_debian_symbols_file_lists_every_function_of_the_header() {
+    let symbols =
+        std::fs::read_to_string(cti::workspace_root().join("debian/libcti-core1.symbols")).unwrap();
+    let listed: BTreeSet<String> = symbols
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .split_once("@Base")
+                .map(|(name, _)| name.to_string())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        declared_functions(&header()),
+        "debian/libcti-core1.symbols and include/cti_core.h disagree"
+    );
 }
