@@ -1,19 +1,31 @@
 //! Runs the Python module's unittest suite against the built library, so that
-//! `cargo test` covers the Python binding too.
+//! `cargo test` covers the Python binding too, and the Python example as a
+//! user would run it, so that it cannot rot.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
-#[test]
-fn python_binding_tests_pass() {
+fn python(args: &[&std::ffi::OsStr]) -> Output {
     let root = cti::workspace_root();
-    let out = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-v", "-s"])
-        .arg(root.join("python/tests"))
+    Command::new("python3")
+        .args(args)
         .env("CTI_CORE_LIB", cti::core_library())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .current_dir(root)
         .output()
-        .expect("python3");
+        .expect("python3")
+}
+
+#[test]
+fn python_binding_tests_pass() {
+    let tests = cti::workspace_root().join("python/tests");
+    let out = python(&[
+        "-m".as_ref(),
+        "unittest".as_ref(),
+        "discover".as_ref(),
+        "-v".as_ref(),
+        "-s".as_ref(),
+        tests.as_os_str(),
+    ]);
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python tests failed:\n{report}");
     assert!(report.contains("\nOK"), "{report}");
@@ -23,4 +35,56 @@ fn python_binding_tests_pass() {
         .unwrap_or_default();
     assert!(!ran.starts_with("Ran 0 "), "no python test ran: {report}");
     println!("python: {ran}");
+}
+
+#[test]
+fn python_subscriber_example_prints_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = cti::workspace_root().join("python/examples/subscribe.py");
+    let db = dir.path().join("game.db");
+    let out = python(&[example.as_os_str(), db.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("event "))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let claims: Vec<(&str, &str)> = events
+        .iter()
+        .flat_map(|e| e["claims"].as_array().unwrap())
+        .map(|c| (c["ip"].as_str().unwrap(), c["name"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        claims,
+        [
+            ("10.0.0.1", "alice"),
+            ("10.0.0.2", "alice"),
+            ("10.0.0.3", "bob"),
+            ("10.0.0.1", "bob")
+        ],
+        "{stdout}"
+    );
+    let last = events.last().unwrap();
+    assert_eq!(last["kind"], "commit");
+    assert_eq!(last["holders"][0]["holder"], "bob", "bob took block 10");
+    let reader = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("reader "))
+        .unwrap();
+    let block: serde_json::Value = serde_json::from_str(reader).unwrap();
+    assert_eq!(
+        (block["holder"].as_str(), block["total"].as_u64()),
+        (Some("bob"), Some(3))
+    );
+    assert!(stdout.contains("read-only: "), "{stdout}");
+    assert!(
+        stdout.contains("locked: ") && stdout.contains("one writer per store"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }
