@@ -2,6 +2,8 @@
 //! `cargo test` covers the Python binding too, and the Python example as a
 //! user would run it, so that it cannot rot.
 
+mod common;
+
 use std::process::{Command, Output};
 
 fn python(args: &[&std::ffi::OsStr]) -> Output {
@@ -49,42 +51,5 @@ fn python_subscriber_example_prints_every_commit() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let events: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("event "))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let claims: Vec<(&str, &str)> = events
-        .iter()
-        .flat_map(|e| e["claims"].as_array().unwrap())
-        .map(|c| (c["ip"].as_str().unwrap(), c["name"].as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        claims,
-        [
-            ("10.0.0.1", "alice"),
-            ("10.0.0.2", "alice"),
-            ("10.0.0.3", "bob"),
-            ("10.0.0.1", "bob")
-        ],
-        "{stdout}"
-    );
-    let last = events.last().unwrap();
-    assert_eq!(last["kind"], "commit");
-    assert_eq!(last["holders"][0]["holder"], "bob", "bob took block 10");
-    let reader = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("reader "))
-        .unwrap();
-    let block: serde_json::Value = serde_json::from_str(reader).unwrap();
-    assert_eq!(
-        (block["holder"].as_str(), block["total"].as_u64()),
-        (Some("bob"), Some(3))
-    );
-    assert!(stdout.contains("read-only: "), "{stdout}");
-    assert!(
-        stdout.contains("locked: ") && stdout.contains("one writer per store"),
-        "{stdout}"
-    );
-    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+    common::check_subscriber_example(&stdout);
 }

@@ -4,7 +4,8 @@ as a backup or analytics tool beside the running writer would.
 
     CTI_CORE_LIB=target/release/deps/libcti_core.so python3 python/examples/subscribe.py /tmp/game.db
 
-Prints one `event {...}` line per event (JSON), then `reader {...}` and `ok`.
+Prints one `event {...}` line per event (JSON), `reader {...}` (block 10 as the
+reader sees it), the two refusals and `ok`, as examples/subscribe.c does.
 """
 
 import json
