@@ -21,6 +21,7 @@ import ctypes.util
 import itertools
 import json
 import os
+import sys
 import threading
 import weakref
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int, c_uint32, c_void_p
@@ -302,8 +303,6 @@ def _on_claimed(user_data, result, text):
     try:
         fn(outcome)
     except Exception:  # an exception cannot cross into C; report it as Python would
-        import sys
-
         sys.excepthook(*sys.exc_info())
     finally:
         _callback_thread.active = False
@@ -317,8 +316,6 @@ def _on_event(user_data, text):
     try:
         fn(json.loads(text.decode("utf-8")))
     except Exception:
-        import sys
-
         sys.excepthook(*sys.exc_info())
 
 

@@ -33,9 +33,10 @@
  *   cti_blocks/ranks/score_compat_json, cti_recent(_compat)_json, cti_user_json,
  *   cti_stats_json           OK, INVALID_ARGUMENT, UNKNOWN_WINDOW, NOT_FOUND,
  *                            INVALID_NICK: codes; FORKED: fork.
- *   cti_store_set_limits, cti_store_set_nick_limits, cti_limits_default,
- *   cti_nick_limits_default  OK, INVALID_ARGUMENT: codes; FORKED: fork.
- *   cti_validate_nick        OK, INVALID_NICK, INVALID_ARGUMENT: codes.
+ *   cti_store_set_limits, cti_store_set_nick_limits
+ *                            OK, INVALID_ARGUMENT (NULL, a burst of 0): codes; FORKED: fork.
+ *   cti_limits_default, cti_nick_limits_default  OK, INVALID_ARGUMENT: abi.
+ *   cti_validate_nick        OK, INVALID_NICK, INVALID_ARGUMENT: abi.
  *   cti_health               OK, INVALID_ARGUMENT: codes; UNAVAILABLE: tamper, flood;
  *                            FORKED: fork; WRONG_THREAD: callback. CLOSED: not reached.
  *   cti_check                OK, INVALID_ARGUMENT: codes; INCONSISTENT: tamper;
@@ -43,13 +44,11 @@
  *                            callback. UNAVAILABLE, CLOSED: not reached.
  */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
