@@ -84,6 +84,12 @@ impl Store {
     }
 
     pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<Store> {
+        // Refuse a device or a directory before the lock file is made beside
+        // it (as root, `/dev/null` would gain `/dev/null-lock`).
+        files::inspect(path).map_err(|message| Error::Open {
+            path: path.display().to_string(),
+            message,
+        })?;
         let lock = lock::WriterLock::acquire(path)?;
         let db = store::Db::open(path)?;
         let loaded = db.load()?;
