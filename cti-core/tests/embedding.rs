@@ -86,7 +86,43 @@ fn a_foreign_database_is_refused_and_left_byte_for_byte() {
         );
     }
     assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
-    assert!(!dir.path().join("other.db-wal").exists());
+    let beside = |d: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(beside(dir.path()), ["other.db"], "nothing made beside it");
+    // The same for a WAL-mode database and for a file that is not SQLite.
+    let wal_dir = tempfile::tempdir().unwrap();
+    let wal = wal_dir.path().join("wal.db");
+    {
+        let conn = rusqlite::Connection::open(&wal).unwrap();
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+    }
+    let text = wal_dir.path().join("notes.txt");
+    std::fs::write(
+        &text,
+        "just text, more than a hundred bytes long ".repeat(4),
+    )
+    .unwrap();
+    let files_before = beside(wal_dir.path());
+    for p in [&wal, &text] {
+        let bytes = std::fs::read(p).unwrap();
+        assert!(Store::open(p).is_err() && Store::open_readonly(p).is_err());
+        assert_eq!(std::fs::read(p).unwrap(), bytes);
+    }
+    assert_eq!(
+        beside(wal_dir.path()),
+        files_before,
+        "nothing made beside them"
+    );
     let dev_null = Store::open(std::path::Path::new("/dev/null"))
         .err()
         .unwrap();

@@ -77,7 +77,8 @@ fn files_that_are_not_a_core_of_this_abi_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let text = dir.path().join("notes.txt");
     std::fs::write(&text, "not a library").unwrap();
-    let cases: Vec<(PathBuf, fn(&LoadError) -> bool)> = vec![
+    type Expected = fn(&LoadError) -> bool;
+    let cases: Vec<(PathBuf, Expected)> = vec![
         (dir.path().join("missing.so"), |e| {
             matches!(e, LoadError::Copy { .. })
         }),
