@@ -3,16 +3,22 @@
 //! The `cti-server` binary serves it over plain HTTP/1.1 and h2c; `cti-edge`
 //! serves the same service behind TLS and the PROXY protocol.
 
+pub mod activity;
 pub mod assets;
+pub mod caps;
 pub mod cidr;
 pub mod cli;
 pub mod client_addr;
+pub mod conn;
 pub mod error;
 pub mod http_cache;
+pub mod http_conn;
 pub mod metrics;
 pub mod negotiate;
+pub mod rewind;
 pub mod routes;
 pub mod stream;
+pub mod write_timeout;
 
 pub use cidr::Cidr;
 
@@ -37,6 +43,10 @@ pub const RECENT_MAX: u32 = 500;
 pub struct Config {
     /// HTTP proxies whose forwarding header (the one named) is believed.
     pub trusted_proxies: client_addr::TrustedProxies,
+    /// Connection caps and timeouts.
+    pub connections: conn::Settings,
+    /// Caps on `/api/stream` listeners.
+    pub event_streams: stream::Caps,
 }
 
 /// The state every connection shares.
@@ -45,6 +55,7 @@ pub struct App {
     pub config: Config,
     pub events: stream::Broadcaster,
     pub requests: metrics::Requests,
+    pub connections: conn::Connections,
 }
 
 impl App {
@@ -53,9 +64,10 @@ impl App {
     pub fn new(store: cti_ffi::Store, config: Config) -> Arc<App> {
         let app = Arc::new(App {
             store: Arc::new(store),
-            config,
-            events: stream::Broadcaster::default(),
+            events: stream::Broadcaster::new(config.event_streams),
             requests: metrics::Requests::default(),
+            connections: conn::Connections::new(config.connections),
+            config,
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(watch_blocks(Arc::downgrade(&app)));
@@ -74,6 +86,25 @@ impl App {
     /// Ends the event streams so that a graceful shutdown can finish.
     pub fn shutdown(&self) {
         self.events.close();
+    }
+
+    /// Accepts on `listener` and runs `handle` on each connection until
+    /// `shutdown`; then ends the event streams and gives open connections
+    /// `grace` (see [`conn::Connections::accept`]).
+    pub async fn accept<H, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+        handle: H,
+    ) where
+        H: Fn(tokio::net::TcpStream, SocketAddr, conn::Drain) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = || self.shutdown();
+        self.connections
+            .accept(listener, shutdown, grace, stop, handle)
+            .await;
     }
 }
 
@@ -157,43 +188,17 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto;
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service(&app, Some(peer)));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
+) {
+    let handle = |tcp, peer: SocketAddr, drain| {
+        let app = app.clone();
+        async move {
+            let proxies = &app.config.trusted_proxies.ranges;
+            let Ok(_source) = app.connections.admit(Some(peer.ip()), proxies) else {
+                return;
+            };
+            let service = service(&app, Some(peer));
+            app.connections.serve_http(tcp, None, service, drain).await;
         }
-    }
-    drop(listener);
-    app.shutdown();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing the remaining connections");
-    }
-    Ok(())
+    };
+    app.accept(listener, shutdown, grace, handle).await;
 }

@@ -112,13 +112,21 @@ async fn route(
         "/api/recent" => api(store.recent_json(limit(query, 50)?)),
         "/api/blocks" => api(store.blocks_json(param(query, "window")?.as_deref())),
         "/api/ranks" => api(store.ranks_json(param(query, "window")?.as_deref())),
-        "/api/stream" => app.events.subscribe().map(event_stream).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Too many live listeners; poll instead.",
-            )
-        }),
+        "/api/stream" => app
+            .events
+            .subscribe(client_addr::resolve(
+                peer,
+                headers,
+                &app.config.trusted_proxies,
+            ))
+            .map(event_stream)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Too many live listeners; poll instead.",
+                )
+            }),
         "/healthz" => health(app).await,
         "/score" => api(store.score_compat_json(None)),
         "/score/hour" | "/score/day" | "/score/week" | "/score/month" => {

@@ -42,8 +42,7 @@ impl Server {
                     async { drop(stopped.await) },
                     Duration::from_secs(2),
                 )
-                .await
-                .unwrap();
+                .await;
             });
         });
         let addr = addr_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -376,6 +375,7 @@ fn forwarded_headers_count_only_from_trusted_proxies() {
                 ranges: vec!["127.0.0.0/8".parse().unwrap()],
                 ..Default::default()
             },
+            ..Default::default()
         },
         None,
     );
