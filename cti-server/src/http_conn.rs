@@ -161,7 +161,9 @@ impl Connections {
                 let _ = io.shutdown().await;
                 return;
             }
-            io.push_prefix(parts.read_buf);
+            // What hyper read and did not use comes before what it did not
+            // read yet.
+            io.unread(parts.read_buf);
         }
     }
 
@@ -178,7 +180,7 @@ impl Connections {
         tokio::select! {
             read = io.read(&mut byte) => match read {
                 Ok(1) => {
-                    io.push_prefix(Bytes::copy_from_slice(&byte));
+                    io.unread(Bytes::copy_from_slice(&byte));
                     Ok(())
                 }
                 _ => Err(None),
@@ -257,7 +259,7 @@ async fn sniff<I: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<I>) -> std::io::Re
             got => n += got,
         }
     }
-    io.push_prefix(Bytes::copy_from_slice(&seen[..n]));
+    io.unread(Bytes::copy_from_slice(&seen[..n]));
     Ok(if seen[..n] == *PREFACE {
         Protocol::Http2
     } else {

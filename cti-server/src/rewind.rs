@@ -26,12 +26,12 @@ impl<S> Rewind<S> {
         !self.prefix.is_empty()
     }
 
-    /// Replays `more` after what is still waiting. The bytes are copied:
-    /// `more` may be a small part of a large buffer (hyper's read buffer),
-    /// which must not stay allocated for them.
-    pub fn push_prefix(&mut self, more: Bytes) {
-        if !more.is_empty() {
-            self.prefix = [&self.prefix[..], &more[..]].concat().into();
+    /// Replays `bytes` first, before what is still waiting. They are
+    /// copied: `bytes` may be a small part of a large buffer (hyper's read
+    /// buffer), which must not stay allocated for them.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.prefix = [&bytes[..], &self.prefix[..]].concat().into();
         }
     }
 
@@ -101,8 +101,8 @@ mod tests {
             .await
             .unwrap();
         drop(a);
-        let mut r = Rewind::new(b"hel".to_vec(), b);
-        r.push_prefix(Bytes::from_static(b"lo "));
+        let mut r = Rewind::new(b"lo ".to_vec(), b);
+        r.unread(Bytes::from_static(b"hel"));
         assert!(r.has_prefix());
         let mut s = String::new();
         r.read_to_string(&mut s).await.unwrap();
