@@ -49,6 +49,33 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 type Io<I> = Rewind<WriteTimeout<I>>;
 
+/// What a connection is served over (TCP, TLS, with a PROXY header's tail).
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// The service a connection runs: the game's, possibly wrapped.
+pub trait AppService:
+    hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Send
+    + 'static
+{
+}
+
+impl<S> AppService for S where
+    S: hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Send
+        + 'static
+{
+}
+
 /// What a connection's supervision needs besides the connection.
 struct Life {
     activity: Activity,
@@ -68,15 +95,8 @@ impl Connections {
         service: S,
         drain: Drain,
     ) where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<
-                Request<Incoming>,
-                Response = Response<Body>,
-                Error = Infallible,
-            > + Unpin
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        I: Stream,
+        S: AppService + Unpin,
     {
         let activity = Activity::new();
         let io = WriteTimeout::new(io, self.settings.write_timeout, activity.clone());
@@ -105,14 +125,8 @@ impl Connections {
 
     async fn serve_h2<I, S>(&self, io: Io<I>, service: Tracked<S>, mut life: Life)
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<
-                Request<Incoming>,
-                Response = Response<Body>,
-                Error = Infallible,
-            > + Send
-            + 'static,
-        S::Future: Send + 'static,
+        I: Stream,
+        S: AppService,
     {
         let conn = self.h2.serve_connection(TokioIo::new(io), service);
         let mut conn = H2(Box::pin(conn));
@@ -123,15 +137,8 @@ impl Connections {
 
     async fn serve_h1<I, S>(&self, mut io: Io<I>, service: Tracked<S>, mut life: Life)
     where
-        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: hyper::service::Service<
-                Request<Incoming>,
-                Response = Response<Body>,
-                Error = Infallible,
-            > + Unpin
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
+        I: Stream,
+        S: AppService + Unpin,
     {
         let mut service = service;
         loop {
@@ -281,10 +288,8 @@ where
 
 impl<I, S> Graceful for H1<I, S>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Unpin,
-    S::Future: Send + 'static,
+    I: Stream,
+    S: AppService + Unpin,
 {
     /// Without shutting the socket: a parked connection goes on.
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
@@ -307,11 +312,8 @@ where
 
 impl<I, S> Graceful for H2<I, S>
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible>
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    I: Stream,
+    S: AppService,
 {
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
         self.0.as_mut().poll(cx)

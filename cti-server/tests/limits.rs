@@ -4,102 +4,53 @@
 //! the maximum connection age, the write timeout, event-stream caps that
 //! free a place when its connection closes, and `--metrics` (issue 17 item 10).
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/running.rs"]
+mod running;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `cti-server` with its metrics listener, killed when dropped.
+/// A running `cti-server` with its metrics listener.
 struct Server {
-    child: Child,
+    _running: running::Running,
     addr: SocketAddr,
     metrics: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Server {
     fn start(args: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cti-server"))
-            .args([
+        let args = [
+            &[
                 "--listen",
                 "127.0.0.1:0",
                 "--metrics",
                 "127.0.0.1:0",
                 "--db",
-            ])
-            .arg(dir.path().join("limits.db"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // Lines read on a thread, so that a server that never prints its
-        // metrics URL fails the test instead of hanging it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            out.lines()
-                .map_while(Result::ok)
-                .for_each(|l| drop(tx.send(l)))
-        });
-        let (mut addr, mut metrics) = (None, None);
-        while addr.is_none() || metrics.is_none() {
-            let Ok(line) = rx.recv_timeout(Duration::from_secs(10)) else {
-                let _ = child.kill();
-                panic!("cti-server printed no serving and metrics URLs");
-            };
-            let url = |prefix: &str| {
-                line.split(prefix)
-                    .nth(1)
-                    .and_then(|r| r.split('/').next())
-                    .map(|a| a.parse::<SocketAddr>().unwrap())
-            };
-            addr = addr.or(url("serving http://"));
-            metrics = metrics.or(url("metrics: http://"));
-        }
+                "limits.db",
+            ],
+            args,
+        ]
+        .concat();
+        let prefixes = ["serving http://", "metrics: http://"];
+        let bin = env!("CARGO_BIN_EXE_cti-server");
+        let running = running::Running::start(bin, dir.path(), &args, &[], &prefixes);
         Server {
-            child,
-            addr: addr.unwrap(),
-            metrics: metrics.unwrap(),
+            addr: running.addrs[0],
+            metrics: running.addrs[1],
+            _running: running,
             _dir: dir,
         }
     }
 
-    /// The value of the metric line starting with `name`.
     fn metric(&self, name: &str) -> u64 {
-        let mut s = TcpStream::connect(self.metrics).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
-            .parse()
-            .unwrap()
+        running::metric(self.metrics, name)
     }
 
-    /// Waits (bounded) until `name` reads `want`.
     fn metric_becomes(&self, name: &str, want: u64, limit: Duration) -> Duration {
-        let started = Instant::now();
-        while self.metric(name) != want {
-            assert!(
-                started.elapsed() < limit,
-                "{name} is {} after {limit:?}, not {want}",
-                self.metric(name)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        started.elapsed()
+        running::metric_becomes(self.metrics, name, want, limit)
     }
 }
 
