@@ -3,10 +3,10 @@
 //! idle timeout (HTTP/2: GOAWAY), the maximum age (graceful), the write
 //! timeout.
 //!
-//! Memory: an HTTP/1.1 connection is parked as soon as a response is out.
-//! hyper's connection, with its read and write buffers (8 KiB and more
-//! each), is taken down between requests without a word on the wire, and a
-//! new one made when the first byte of the next request arrives, so an idle
+//! Memory: an idle HTTP/1.1 connection is parked (`PARK_AFTER`). hyper's
+//! connection, with its read and write buffers (8 KiB and more each), is
+//! taken down between requests without a word on the wire, and a new one
+//! made when the first byte of the next request arrives, so an idle
 //! keep-alive connection holds only its socket (and TLS state).
 
 use crate::activity::{Activity, Tracked};
@@ -43,6 +43,12 @@ impl Protocol {
         }
     }
 }
+
+/// An HTTP/1.1 connection with nothing in flight this long is parked: long
+/// enough that a client sending request after request (a benchmark, a
+/// claim script) keeps its hyper connection, short enough that a burst of
+/// new connections does not pile up hyper buffers.
+const PARK_AFTER: Duration = Duration::from_millis(100);
 
 /// How an HTTP/2 connection (h2c, or over TLS without ALPN) begins.
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -199,8 +205,7 @@ impl Connections {
     }
 
     /// Drives `conn` to its end, closing it gracefully on shutdown, at its
-    /// maximum age, when idle (HTTP/2), or to park it once a response is
-    /// out (HTTP/1.1, `park`).
+    /// maximum age, when idle (HTTP/2), or to park it (HTTP/1.1, `park`).
     /// What is still open after a graceful close for age or idleness (an
     /// event stream, say) gets the request timeout, then is cut (`None`).
     /// Otherwise: how the connection ended, and what the server asked of it.
@@ -218,7 +223,7 @@ impl Connections {
         let served = life.activity.requests() + 1;
         let quiet = || async {
             if park {
-                life.activity.reusable_after(served).await
+                life.activity.reusable_after(served, PARK_AFTER).await
             } else {
                 life.activity.idle_for(self.settings.idle_timeout).await
             }
