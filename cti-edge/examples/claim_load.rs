@@ -11,11 +11,12 @@
 //! limits off (`--claims-per-minute 0 --net24-claims-per-minute 0`) to measure
 //! the commit path rather than the limiter.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -54,57 +55,6 @@ fn source(i: u32) -> Ipv4Addr {
     Ipv4Addr::from((a << 24) | low)
 }
 
-fn proxy_v2(src: Ipv4Addr, dst: SocketAddr) -> Vec<u8> {
-    let dst_ip = match dst.ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
-    };
-    let mut h = cti_edge::proxy::V2_SIGNATURE.to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst_ip.octets());
-    h.extend_from_slice(&40000u16.to_be_bytes());
-    h.extend_from_slice(&dst.port().to_be_bytes());
-    h
-}
-
-/// Load generation on loopback against a self-signed edge: the chain is not
-/// checked, the handshake signatures are.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     acknowledged: AtomicU64,
@@ -119,7 +69,12 @@ async fn one_connection(
     index: u32,
     tally: &Tally,
 ) -> Result<(), String> {
-    let mut send = open(args.target, config, &proxy_v2(source(index), args.target)).await?;
+    let mut send = open(
+        args.target,
+        config,
+        &common::proxy_v2(source(index).into(), args.target),
+    )
+    .await?;
     let mut latencies = Vec::with_capacity(args.per_connection as usize);
     for k in 0..args.per_connection {
         let nick = format!("load{}", (index + k) % args.nicks);
@@ -213,17 +168,8 @@ async fn claimed_addresses(
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Every synthetic client is a new client: no session resumption.
-    config.resumption = rustls::client::Resumption::disabled();
-    let config = Arc::new(config);
+    let config = common::client_config(&[b"http/1.1"]);
     let before = claimed_addresses(args.target, &config).await?;
 
     let tally = Arc::new(Tally::default());

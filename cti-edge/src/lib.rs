@@ -2,8 +2,7 @@
 //! TLS in process, HTTP/1.1 and HTTP/2, around the `cti-server` service.
 
 pub mod conn;
-pub mod limits;
 pub mod metrics;
 pub mod proxy;
-pub mod rewind;
+pub mod small_reads;
 pub mod tls;

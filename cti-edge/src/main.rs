@@ -3,11 +3,10 @@
 //! and serves the game over HTTP/1.1 and HTTP/2 on one port, plain HTTP too.
 
 use clap::Parser;
-use cti_edge::conn::{Edge, PlainHttp};
-use cti_edge::limits::{Limits, Timeouts};
+use cti_edge::conn::{Edge, PlainHttp, Timeouts};
 use cti_edge::tls::{Files, Tls};
-use cti_server::cli::{self, ClaimLimits};
-use cti_server::{App, Cidr, Config};
+use cti_server::cli;
+use cti_server::{App, Cidr};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,11 +20,9 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "CTI_LISTEN", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// The SQLite database file (created if missing).
-    #[arg(long, env = "CTI_DB", default_value = "cti.db")]
-    db: PathBuf,
     /// A load balancer (CIDR or address) that must send a PROXY v1/v2 header;
-    /// repeat or separate with commas. Others must not send one.
+    /// repeat or separate with commas. Others must not send one. Name the
+    /// balancers' own addresses, not their whole network.
     #[arg(long = "proxy-from", env = "CTI_PROXY_FROM", value_delimiter = ',')]
     proxy_from: Vec<Cidr>,
     /// PEM certificate chain; with --tls-key. Without both, a self-signed
@@ -38,32 +35,18 @@ struct Args {
     /// Plain HTTP on the same port: serve it, redirect it to HTTPS, or refuse it.
     #[arg(long, env = "CTI_PLAIN_HTTP", value_enum, default_value = "allow")]
     plain_http: PlainHttp,
-    /// HTTP proxies in front of the edge (rarely needed: balancers send PROXY).
-    #[command(flatten)]
-    proxies: cli::HttpProxies,
-    /// Most open connections.
-    #[arg(long, env = "CTI_MAX_CONNECTIONS", default_value_t = 20_000)]
-    max_connections: usize,
-    /// Most open connections per client address.
-    #[arg(long, env = "CTI_MAX_PER_SOURCE", default_value_t = 64)]
-    max_per_source: usize,
     /// Seconds for a balancer's PROXY header (at least 3).
     #[arg(long, env = "CTI_PROXY_TIMEOUT", default_value_t = 5)]
     proxy_timeout: u64,
     /// Seconds for the TLS handshake.
     #[arg(long, env = "CTI_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     handshake_timeout: u64,
-    /// Seconds for request headers, and idle between requests.
-    #[arg(long, env = "CTI_REQUEST_TIMEOUT", default_value_t = 30)]
-    request_timeout: u64,
-    /// Seconds in-flight requests get after SIGTERM/SIGINT.
-    #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
-    grace: u64,
+    /// Strict-Transport-Security max-age (seconds) on HTTPS answers, sent
+    /// only while the certificate is not self-signed; 0 sends none.
+    #[arg(long, env = "CTI_HSTS_MAX_AGE", default_value_t = 31_536_000)]
+    hsts_max_age: u64,
     #[command(flatten)]
-    limits: ClaimLimits,
-    /// Serve Prometheus metrics on this (operator-only) address; off by default.
-    #[arg(long, env = "CTI_METRICS")]
-    metrics: Option<SocketAddr>,
+    common: cli::Common,
     /// Check the configuration (certificate, key, database) and exit.
     #[arg(long)]
     check_config: bool,
@@ -71,31 +54,11 @@ struct Args {
     /// target, status, time taken).
     #[arg(long, env = "CTI_ACCESS_LOG")]
     access_log: bool,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "CTI_LOG_JSON")]
-    log_json: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logging(args.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => fail(&msg),
-    }
-}
-
-fn fail(msg: &str) -> ExitCode {
-    tracing::error!("{msg}");
-    eprintln!("cti-edge: {msg}");
-    ExitCode::FAILURE
+    cli::main("cti-edge", args.common.log_json, run(args))
 }
 
 async fn run(args: Args) -> Result<(), String> {
@@ -111,11 +74,8 @@ async fn run(args: Args) -> Result<(), String> {
         .zip(args.tls_key.clone())
         .map(|(cert, key)| Files { cert, key });
     let tls = Arc::new(Tls::new(files).map_err(|e| e.to_string())?);
-    let store = cti_ffi::Store::open(&args.db)
-        .map_err(|e| format!("opening {}: {e}", args.db.display()))?;
-    args.limits
-        .apply(&store)
-        .map_err(|e| format!("setting claim limits: {e}"))?;
+    let common = &args.common;
+    let store = common.open_store()?;
     if args.check_config {
         store
             .health()
@@ -126,17 +86,8 @@ async fn run(args: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = App::new(
-        store,
-        Config {
-            trusted_proxies: args.proxies.trusted(),
-            db_path: Some(args.db.clone()),
-        },
-    );
+    let (listener, local) = cli::bind(args.listen).await?;
+    let app = App::new(store, common.config());
     spawn_reloader(tls.clone());
     let edge = Arc::new(Edge {
         app,
@@ -146,11 +97,10 @@ async fn run(args: Args) -> Result<(), String> {
         timeouts: Timeouts {
             proxy_header: Duration::from_secs(args.proxy_timeout),
             handshake: Duration::from_secs(args.handshake_timeout),
-            request: Duration::from_secs(args.request_timeout),
         },
-        limits: Limits::new(args.max_connections, args.max_per_source),
         metrics: Default::default(),
         access_log: args.access_log,
+        hsts: Edge::hsts(args.hsts_max_age),
     });
     let for_metrics = edge.clone();
     let render = Arc::new(move || {
@@ -158,24 +108,18 @@ async fn run(args: Args) -> Result<(), String> {
         for_metrics.metrics.render(&mut text);
         text
     });
-    cli::metrics_listener(args.metrics, render).await?;
-    let kind = if tls.self_signed() {
+    cli::metrics_listener(common.metrics, render).await?;
+    let kind = if tls.generated() {
         "self-signed certificate"
     } else {
         "certificate"
     };
-    tracing::info!(db = %args.db.display(), proxy_from = ?args.proxy_from, core = cti_ffi::version(), "cti-edge listening on https://{local}/");
+    tracing::info!(db = %common.db.display(), proxy_from = ?args.proxy_from, core = cti_ffi::version(), "cti-edge listening on https://{local}/");
     println!(
         "cti-edge: serving https://{local}/ ({kind} SHA-256 {})",
         tls.fingerprint()
     );
-    cti_edge::conn::serve(
-        listener,
-        edge,
-        cli::shutdown_signal(),
-        Duration::from_secs(args.grace),
-    )
-    .await;
+    cti_edge::conn::serve(listener, edge, cli::shutdown_signal(), common.grace()).await;
     tracing::info!("stopped");
     Ok(())
 }

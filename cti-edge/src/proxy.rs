@@ -270,19 +270,18 @@ pub async fn read<S: AsyncRead + Unpin>(
 ) -> Result<(Header, Vec<u8>), ProxyError> {
     let work = async {
         let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 1024];
         loop {
             if let Some((header, used)) = parse(&buf)? {
                 return Ok((header, buf.split_off(used)));
             }
+            buf.reserve(1024);
             let n = io
-                .read(&mut chunk)
+                .read_buf(&mut buf)
                 .await
                 .map_err(|e| ProxyError::Io(e.to_string()))?;
             if n == 0 {
                 return Err(ProxyError::Eof);
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
     };
     tokio::time::timeout(timeout, work)

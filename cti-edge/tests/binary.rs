@@ -664,7 +664,14 @@ fn idle_and_handshake_timeouts_close_connections() {
     let dir = tempfile::tempdir().unwrap();
     let edge = Edge::start(
         dir.path(),
-        &["--request-timeout", "1", "--handshake-timeout", "1"],
+        &[
+            "--request-timeout",
+            "1",
+            "--idle-timeout",
+            "1",
+            "--handshake-timeout",
+            "1",
+        ],
     );
     let closes_within = |mut s: TcpStream, what: &str| {
         let started = Instant::now();

@@ -36,7 +36,10 @@ pub fn statusz(app: &App) -> Result<Response<Body>, ApiError> {
         ("uptime_seconds", app.started.elapsed().as_secs()),
         ("claims_committed", count("claims_committed")),
         ("claims_rate_limited", count("claims_rate_limited")),
-        ("connections_open", app.connections.count()),
+        (
+            "connections_open",
+            app.connections.caps.open_connections() as u64,
+        ),
         ("requests_served", app.requests.total()),
         ("store_bytes", store_bytes(app)),
     ] {

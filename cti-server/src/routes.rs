@@ -108,7 +108,10 @@ async fn read(
         }
         Route::Score(w) => shared(store.score_compat_json(w)?),
         Route::Recent => shared(store.recent_compat_json(COMPAT_RECENT)?),
-        Route::ApiStream => event_stream(app, req.method() == Method::HEAD)?,
+        Route::ApiStream => {
+            let client = client_addr::resolve(peer, headers, &app.config.trusted_proxies);
+            event_stream(app, client, req.method() == Method::HEAD)?
+        }
         Route::Healthz => health(app).await?,
         Route::Ip => compat::ip(app, peer, headers),
         Route::Statusz => compat::statusz(app)?,
@@ -211,12 +214,13 @@ async fn health(app: &App) -> Result<Response<Body>, ApiError> {
 
 /// Server-sent events; a `HEAD` gets the header fields without becoming a
 /// listener.
-fn event_stream(app: &App, head: bool) -> Result<Response<Body>, ApiError> {
+/// `client` is the listener's address, for the per-network cap on streams.
+fn event_stream(app: &App, client: Option<IpAddr>, head: bool) -> Result<Response<Body>, ApiError> {
     let body = if head {
         empty()
     } else {
         app.events
-            .subscribe()
+            .subscribe(client)
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
