@@ -1,6 +1,6 @@
 //! The PROXY protocol (v1 text, v2 binary) as trusted load balancers send it
 //! before the client's bytes. Parsing is `ppp`'s; this module adds what it
-//! leaves to the caller (DESIGN.md, "known traps in ppp 2.3"): reading
+//! leaves to the caller (the traps of ppp 2.3, each with a test): reading
 //! incrementally up to a complete header, strict v1 syntax, a cap on the v2
 //! length, TLV and CRC32C checks, and no client address for `LOCAL`/`UNKNOWN`.
 
