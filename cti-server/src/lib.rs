@@ -102,16 +102,16 @@ impl App {
         app
     }
 
-    /// The store, once a core swap in progress is over; 503 in the one
-    /// case there is none: a swap or hand-over that could reopen it with no
-    /// core.
-    pub async fn store(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
+    /// The store, once a core swap in progress is over (requests wait for
+    /// it without holding a runtime thread); 503 in the one case there is
+    /// none: a swap or hand-over that could reopen it with no core.
+    pub async fn store_ready(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
         self.game.store().await.ok_or_else(not_open)
     }
 
     /// The store now, without waiting; 503 also during a core swap. For
-    /// callers that must not wait (metrics).
-    pub fn store_now(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
+    /// callers that must not wait (metrics); requests use `store_ready`.
+    pub fn store(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
         self.game.store_now().ok_or_else(not_open)
     }
 

@@ -71,7 +71,7 @@ pub fn render(app: &App) -> String {
     app.requests.render(&mut out);
     let _ = writeln!(out, "# HELP cti_event_listeners Open /api/stream listeners.\n# TYPE cti_event_listeners gauge\ncti_event_listeners {}", app.events.listeners());
     app.connections.render(&mut out);
-    if let Ok(json) = app.store_now().and_then(|s| Ok(s.stats_json()?)) {
+    if let Ok(json) = app.store().and_then(|s| Ok(s.stats_json()?)) {
         core(&mut out, &json);
     }
     app.game().render(&mut out);
