@@ -233,7 +233,7 @@ fn a_new_process_that_fails_leaves_the_old_one_serving() {
         ("CTI_DB", "up.db"),
         ("CTI_UPGRADE_TIMEOUT", "3"),
     ];
-    let mut edge = Edge::start(&bin, dir.path(), &[], &env);
+    let mut edge = Edge::start(&bin, dir.path(), &["--proxy-from", "127.0.0.1"], &env);
     let real = edge_bin().display().to_string();
     let failures = [
         // Not a working binary at all.
