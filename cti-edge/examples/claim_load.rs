@@ -43,6 +43,10 @@ struct Args {
     /// First synthetic source index (to keep runs from reclaiming).
     #[arg(long, default_value_t = 0)]
     first_source: u32,
+    /// The local address to connect from (the balancer address the edge
+    /// trusts, when other clients share the machine).
+    #[arg(long)]
+    bind: Option<Ipv4Addr>,
 }
 
 /// The `i`th synthetic client address, distinct for every `i` below
@@ -61,6 +65,9 @@ struct Tally {
     refused: AtomicU64,
     failed_connections: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
+    /// Longest wait from starting a connection to its first answer: what
+    /// a client sees of a pause (an accept backlog included).
+    slowest_first_answer_us: AtomicU64,
 }
 
 async fn one_connection(
@@ -69,8 +76,10 @@ async fn one_connection(
     index: u32,
     tally: &Tally,
 ) -> Result<(), String> {
+    let connecting = Instant::now();
     let mut send = open(
         args.target,
+        args.bind,
         config,
         &common::proxy_v2(source(index).into(), args.target),
     )
@@ -94,6 +103,10 @@ async fn one_connection(
             .await
             .map_err(|e| e.to_string())?;
         latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        if k == 0 {
+            let waited = connecting.elapsed().as_micros() as u64;
+            tally.slowest_first_answer_us.fetch_max(waited, Relaxed);
+        }
         if ok {
             tally.acknowledged.fetch_add(1, Relaxed);
         } else {
@@ -104,15 +117,21 @@ async fn one_connection(
     Ok(())
 }
 
-/// A TCP connection that sends `header`, then TLS and HTTP/1.1 over it.
+/// A TCP connection (from `bind`, if given) that sends `header`, then TLS
+/// and HTTP/1.1 over it.
 async fn open(
     target: SocketAddr,
+    bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
     header: &[u8],
 ) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, String> {
-    let mut tcp = tokio::net::TcpStream::connect(target)
-        .await
-        .map_err(|e| e.to_string())?;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(ip) = bind {
+        socket
+            .bind(SocketAddr::new(ip.into(), 0))
+            .map_err(|e| e.to_string())?;
+    }
+    let mut tcp = socket.connect(target).await.map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).ok();
     tcp.write_all(header).await.map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(config.clone())
@@ -137,12 +156,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// The number of claimed addresses the edge reports (sum of block totals).
 async fn claimed_addresses(
     target: SocketAddr,
+    bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<u64, String> {
     // A LOCAL header: reads need no client address.
     let mut local = cti_edge::proxy::V2_SIGNATURE.to_vec();
     local.extend_from_slice(&[0x20, 0x00, 0, 0]);
-    let mut send = open(target, config, &local).await?;
+    let mut send = open(target, bind, config, &local).await?;
     let req = hyper::Request::get("/api/blocks")
         .header("host", "localhost")
         .body(Empty::<bytes::Bytes>::new())
@@ -170,7 +190,7 @@ async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
     // Every synthetic client is a new client: no session resumption.
     let config = common::client_config(&[b"http/1.1"]);
-    let before = claimed_addresses(args.target, &config).await?;
+    let before = claimed_addresses(args.target, args.bind, &config).await?;
 
     let tally = Arc::new(Tally::default());
     let next = Arc::new(AtomicU64::new(args.first_source as u64));
@@ -199,7 +219,7 @@ async fn main() -> Result<(), String> {
     let acknowledged = tally.acknowledged.load(Relaxed);
     let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
     lat.sort_unstable();
-    let after = claimed_addresses(args.target, &config).await?;
+    let after = claimed_addresses(args.target, args.bind, &config).await?;
 
     println!(
         "{} connections x {} claim(s) each, {:.1} s, {} synthetic sources",
@@ -217,6 +237,10 @@ async fn main() -> Result<(), String> {
         percentile(&lat, 0.9),
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
+    );
+    println!(
+        "longest wait for a first answer ms (connecting included): {:.2}",
+        tally.slowest_first_answer_us.load(Relaxed) as f64 / 1000.0
     );
     println!(
         "claimed addresses in the store: {before} before, {after} after (+{})",

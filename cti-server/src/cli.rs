@@ -52,6 +52,7 @@ impl Common {
             connections: self.connections.settings(),
             event_streams: self.connections.event_streams(),
             db_path: Some(self.db.clone()),
+            store_setup: Some(self.limits.setup()),
         }
     }
 
@@ -176,6 +177,14 @@ impl ClaimLimits {
             per_net24_per_minute: self.net24_claims_per_minute,
             per_net24_burst: self.net24_claim_burst,
         })
+    }
+}
+
+impl ClaimLimits {
+    /// `apply` for every store opened later (through another core).
+    pub fn setup(&self) -> crate::game::StoreSetup {
+        let limits = self.clone();
+        crate::game::StoreSetup(std::sync::Arc::new(move |store| limits.apply(store)))
     }
 }
 

@@ -82,7 +82,7 @@ async fn read(
 ) -> Result<Response<Body>, ApiError> {
     let headers = req.headers();
     let query = req.uri().query().unwrap_or("");
-    let store = app.store()?;
+    let store = app.store_ready().await?;
     let window = || param(query, "window");
     let shared = |json: String| {
         http_cache::respond(headers, app.json_cache.representation(json, READ_CACHING))
@@ -114,7 +114,7 @@ async fn read(
         }
         Route::Healthz => health(app).await?,
         Route::Ip => compat::ip(app, peer, headers),
-        Route::Statusz => compat::statusz(app)?,
+        Route::Statusz => compat::statusz(app, &store)?,
         Route::Static { asset, canonical } => static_asset(headers, asset, canonical),
         Route::Claim { .. } | Route::ApiNotFound | Route::NotFound => {
             return Err(ApiError::not_found())
@@ -195,7 +195,7 @@ fn preflight(route: &Route<'_>, allow: &'static str) -> Response<Body> {
 }
 
 async fn health(app: &App) -> Result<Response<Body>, ApiError> {
-    let store = app.store()?;
+    let store = app.store_ready().await?;
     let result = tokio::task::spawn_blocking(move || store.health())
         .await
         .map_err(|_| {
