@@ -1,15 +1,39 @@
 /*
  * libcti_core: Capture The IP, the game core.
  *
- * Link with -lcti_core. Every function returns a CtiResult (CTI_RESULT_OK is 0)
- * unless it cannot fail; cti_last_error() gives the message of the last failure
- * on the calling thread. Strings in are NUL-terminated UTF-8; strings out
+ * Link with -lcti_core (pkg-config cti_core). Every function returns a
+ * CtiResult (CTI_RESULT_OK is 0) unless it cannot fail; cti_last_error()
+ * gives the message of the last failure on the calling thread (at most
+ * CTI_LAST_ERROR_MAX bytes). Strings in are NUL-terminated UTF-8; strings out
  * (char **out) are owned by the caller and freed with cti_string_free().
+ * NULL or non-UTF-8 arguments give CTI_RESULT_INVALID_ARGUMENT; no panic
+ * crosses this boundary (CTI_RESULT_PANIC).
  *
- * Threads: a CtiStore may be used from any number of threads at once.
+ * Threads: a CtiStore may be used from any number of threads at once;
  * cti_store_close() must not race with other calls on the same store.
  * Claims from concurrent callers are committed together (group commit);
  * a successful claim is on disk (SQLite WAL, synchronous=FULL).
+ *
+ * One writer per database file: cti_store_open() holds an exclusive lock
+ * (a "-lock" file beside the database, released when the process ends,
+ * however it ends); a second writable open, in this process or another,
+ * fails with CTI_RESULT_LOCKED and a message naming the holder. Tools that
+ * only read use cti_store_open_readonly(), any number of them, beside a
+ * writer or not. A new database is created with mode 0600; a non-empty file
+ * that is not a cti store is refused (CTI_RESULT_OPEN_FAILED) untouched.
+ *
+ * fork(): a handle belongs to the process that opened it. In a forked child
+ * every call on an inherited handle returns CTI_RESULT_FORKED, and
+ * cti_store_close() / cti_unsubscribe() there only forget the handle; the
+ * child opens a store of its own.
+ *
+ * Callbacks run on threads of the library. Claim callbacks run on the one
+ * thread that answers every caller of a store, in commit order: while one
+ * runs, no other claim is answered, so return quickly. On that thread the
+ * calls that wait for the writer (cti_claim, cti_health, cti_check) return
+ * CTI_RESULT_WRONG_THREAD instead of deadlocking, and cti_store_close() must
+ * not be called. Reads, cti_claim_async() and cti_validate_nick() are fine.
+ * Subscription callbacks run on a thread of their own, one event at a time.
  */
 
 #ifndef CTI_CORE_H

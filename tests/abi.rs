@@ -1,10 +1,14 @@
 //! The ABI as a program loading the library at run time sees it: every
 //! function the header declares resolves in the built `libcti_core.so`, the
-//! version function agrees with the header, and nothing else is exported.
+//! version function agrees with the header, nothing else is exported, and
+//! cti-ffi declares each function with the header's signature (the C
+//! compiler compares them).
 
 use libloading::{Library, Symbol};
 use std::collections::BTreeSet;
 use std::ffi::{c_char, c_int, CStr};
+use std::path::Path;
+use std::process::Command;
 
 fn header() -> String {
     std::fs::read_to_string(cti::workspace_root().join("include/cti_core.h")).unwrap()
@@ -34,15 +38,6 @@ fn declared_functions(h: &str) -> BTreeSet<String> {
     names
 }
 
-fn define(h: &str, name: &str) -> u32 {
-    h.lines()
-        .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
-        .unwrap_or_else(|| panic!("{name} not in the header"))
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn enum_value(h: &str, name: &str) -> c_int {
     h.lines()
         .find_map(|l| l.trim().strip_prefix(&format!("{name} = ")))
@@ -53,7 +48,7 @@ fn enum_value(h: &str, name: &str) -> c_int {
 }
 
 #[test]
-fn every_declared_function_resolves_and_the_version_agrees() {
+fn every_declared_function_resolves() {
     let h = header();
     let functions = declared_functions(&h);
     assert!(
@@ -65,10 +60,85 @@ fn every_declared_function_resolves_and_the_version_agrees() {
         let sym: Result<Symbol<*const ()>, _> = unsafe { lib.get(f.as_bytes()) };
         assert!(sym.is_ok(), "{f} is declared but not exported");
     }
-    let version: Symbol<unsafe extern "C" fn() -> u32> =
-        unsafe { lib.get(b"cti_abi_version") }.unwrap();
-    let expect = (define(&h, "CTI_ABI_MAJOR") << 16) | define(&h, "CTI_ABI_MINOR");
-    assert_eq!(unsafe { version() }, expect);
+}
+
+/// cti-ffi's `extern "C"` block, rendered as C prototypes by build.rs.
+const FFI_DECLARATIONS: &str = concat!(env!("OUT_DIR"), "/ffi_declarations.h");
+
+/// Compiles `source` (and links the library when `link`) with the header on
+/// the include path; returns the compiler's result and its messages.
+fn compile_c(dir: &Path, source: &str, link: bool) -> (bool, String, std::path::PathBuf) {
+    let file = dir.join("check.c");
+    std::fs::write(&file, source).unwrap();
+    let exe = dir.join("check");
+    let lib_dir = cti::core_library().parent().unwrap().to_path_buf();
+    let mut cc = Command::new("cc");
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror"])
+        .arg("-I")
+        .arg(cti::workspace_root().join("include"))
+        .arg(&file);
+    if link {
+        cc.arg("-L")
+            .arg(&lib_dir)
+            .arg("-lcti_core")
+            .arg(format!("-Wl,-rpath,{}", lib_dir.display()))
+            .arg("-o")
+            .arg(&exe);
+    } else {
+        cc.arg("-fsyntax-only");
+    }
+    let out = cc.output().expect("cc");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        exe,
+    )
+}
+
+#[test]
+fn cti_ffi_declares_every_function_as_the_header_does() {
+    let ffi = std::fs::read_to_string(FFI_DECLARATIONS).unwrap();
+    let ffi_functions = declared_functions(&ffi);
+    assert!(
+        ffi_functions.len() >= 15,
+        "parsed too few functions: {ffi_functions:?}"
+    );
+    assert!(
+        ffi_functions.is_subset(&declared_functions(&header())),
+        "cti-ffi declares functions the header does not: {:?}",
+        ffi_functions.difference(&declared_functions(&header()))
+    );
+    // C refuses a second declaration of a function with a different type
+    // ("conflicting types"). cti-ffi keeps result codes as plain integers
+    // (c_int) where the header has `enum CtiResult`, an int-sized enum, so
+    // its `int` is read as that enum.
+    let dir = tempfile::tempdir().unwrap();
+    let source = format!(
+        "#include \"cti_core.h\"\n#define int enum CtiResult\n#include \"{FFI_DECLARATIONS}\"\n#undef int\n"
+    );
+    let (ok, messages, _) = compile_c(dir.path(), &source, false);
+    assert!(
+        ok,
+        "cti-ffi/src/api.rs disagrees with the header:\n{messages}"
+    );
+}
+
+#[test]
+fn version_function_agrees_with_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = "#include <stdio.h>\n#include \"cti_core.h\"\n\
+        int main(void) {\n\
+            printf(\"%u.%u %u\\n\", CTI_ABI_MAJOR, CTI_ABI_MINOR, cti_abi_version());\n\
+            return cti_abi_version() == ((CTI_ABI_MAJOR << 16) | CTI_ABI_MINOR) ? 0 : 1;\n\
+        }\n";
+    let (ok, messages, exe) = compile_c(dir.path(), source, true);
+    assert!(ok, "{messages}");
+    let out = Command::new(exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cti_abi_version() is not the header's CTI_ABI_MAJOR.CTI_ABI_MINOR: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -123,4 +193,23 @@ fn result_codes_in_the_header_are_what_the_library_returns() {
         );
         assert!(out.is_null());
     }
+}
+
+#[test]
+fn the_debian_symbols_file_lists_every_function_of_the_header() {
+    let symbols =
+        std::fs::read_to_string(cti::workspace_root().join("debian/libcti-core1.symbols")).unwrap();
+    let listed: BTreeSet<String> = symbols
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .split_once("@Base")
+                .map(|(name, _)| name.to_string())
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        declared_functions(&header()),
+        "debian/libcti-core1.symbols and include/cti_core.h disagree"
+    );
 }

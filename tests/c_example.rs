@@ -1,56 +1,41 @@
-//! `examples/claim.c`, compiled with the system C compiler against the header
-//! and the built library, run as a C user would run it, and under valgrind.
+//! The C examples (`examples/claim.c`, `examples/subscribe.c`), compiled with
+//! the system C compiler against the header and the built library, run as a C
+//! user would run them, and under valgrind.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn build(dir: &Path) -> PathBuf {
-    let root = cti::workspace_root();
-    let deps = cti::core_library().parent().unwrap().to_path_buf();
-    let exe = dir.join("claim");
-    let out = Command::new("cc")
-        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-pthread", "-g"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(root.join("examples/claim.c"))
-        .arg("-L")
-        .arg(&deps)
-        .arg("-lcti_core")
-        .arg(format!("-Wl,-rpath,{}", deps.display()))
-        .arg("-o")
-        .arg(&exe)
-        .output()
-        .expect("cc");
-    assert!(
-        out.status.success(),
-        "cc failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
-
-#[test]
-fn c_example_claims_and_reads_holders_and_rankings() {
+/// Runs an example with a fresh database; its stdout.
+fn run(example: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let exe = build(dir.path());
+    let exe = common::compile(dir.path(), example, &[]);
     let out = Command::new(&exe)
         .arg(dir.path().join("game.db"))
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let line = |label: &str| -> serde_json::Value {
-        let l = stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(label))
-            .unwrap_or_else(|| panic!("no {label}: {stdout}"));
-        serde_json::from_str(l.trim()).unwrap()
-    };
+    stdout
+}
+
+fn json_after(stdout: &str, label: &str) -> serde_json::Value {
+    let l = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label}: {stdout}"));
+    serde_json::from_str(l.trim()).unwrap()
+}
+
+#[test]
+fn c_example_claims_and_reads_holders_and_rankings() {
+    let stdout = run("examples/claim.c");
+    let line = |label: &str| json_after(&stdout, label);
     let blocks = line("blocks ");
     assert_eq!(blocks["blocks"][10]["holder"], "bob", "bob stole 10.0.0.1");
     assert_eq!(blocks["blocks"][10]["claims"], 2);
@@ -66,36 +51,16 @@ fn c_example_claims_and_reads_holders_and_rankings() {
 }
 
 #[test]
-fn c_example_is_valgrind_clean() {
-    if Command::new("valgrind").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "valgrind is missing (scripts/install-deps installs it)"
-        );
-        eprintln!("skipped: valgrind is not installed");
-        return;
-    }
+fn c_subscriber_example_prints_every_commit_in_order() {
+    common::check_subscriber_example(&run("examples/subscribe.c"));
+}
+
+#[test]
+fn c_examples_are_valgrind_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = build(dir.path());
-    let out = Command::new("valgrind")
-        .args([
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-        ])
-        .args(["--show-leak-kinds=definite", "-q"])
-        .arg(&exe)
-        .arg(dir.path().join("vg.db"))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "valgrind found errors or leaks:\n{stderr}"
-    );
-    assert!(
-        !stderr.contains("Invalid read") && !stderr.contains("definitely lost"),
-        "{stderr}"
-    );
+    for example in ["examples/claim.c", "examples/subscribe.c"] {
+        let exe = common::compile(dir.path(), example, &[]);
+        let db = dir.path().join(format!("{}.db", exe.display()));
+        common::valgrind(&exe, &[db.as_os_str()]);
+    }
 }

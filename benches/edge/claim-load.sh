@@ -10,10 +10,10 @@ cd "$(dirname "$0")/../.."
 secs=${1:-10}
 conns=${2:-64}
 target_dir=${CARGO_TARGET_DIR:-target}
-cargo build --release --locked -p cti-edge --bin cti-edge --example claim_load 2>&1 | grep -E '^(error|warning)' || true
+# A failed build stops the script (set -e): never benchmark a stale binary.
+cargo build --release --locked --quiet -p cti-edge --bin cti-edge --example claim_load
 edge_bin=$target_dir/release/cti-edge
 load_bin=$target_dir/release/examples/claim_load
-[[ -x $edge_bin && -x $load_bin ]] || { echo "build failed"; exit 1; }
 
 work=$(mktemp -d)
 cleanup() { [[ -f $work/edge.pid ]] && kill "$(cat "$work/edge.pid")" 2>/dev/null; rm -rf "$work"; }

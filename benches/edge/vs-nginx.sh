@@ -11,9 +11,9 @@ conns=${2:-64}
 for tool in nginx wrk openssl; do
   command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx wrk openssl >/dev/null; }
 done
-cargo build --release --locked -p cti-edge --bin cti-edge 2>&1 | grep -E '^(error|warning)' || true
+# A failed build stops the script (set -e): never benchmark a stale binary.
+cargo build --release --locked --quiet -p cti-edge --bin cti-edge
 edge_bin=${CARGO_TARGET_DIR:-target}/release/cti-edge
-[[ -x $edge_bin ]] || { echo "build failed"; exit 1; }
 work=$(mktemp -d)
 cleanup() { kill $(cat "$work"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

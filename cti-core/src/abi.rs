@@ -7,27 +7,9 @@
 //! arguments give `CTI_RESULT_INVALID_ARGUMENT`. No panic crosses this
 //! boundary: one is caught and reported as `CTI_RESULT_PANIC`.
 //!
-//! Threads: a store handle may be used from any number of threads at once,
-//! except that `cti_store_close` must not race with other calls on it.
-//!
-//! One writer per database file: `cti_store_open` holds an exclusive lock
-//! (a `-lock` file beside the database, released when the process ends
-//! however it ends), and a second writable open, in this process or another,
-//! fails with `CTI_RESULT_LOCKED`. Tools that only read (backups, analytics,
-//! a second frontend) use `cti_store_open_readonly`, any number of them, with
-//! or without a writer running.
-//!
-//! fork(): a handle belongs to the process that opened it. In a forked child
-//! every call on an inherited handle returns `CTI_RESULT_FORKED` (and
-//! `cti_store_close` there only forgets it); the child opens its own store.
-//!
-//! Callbacks (`cti_claim_async`, `cti_subscribe`) run on threads of the
-//! library. A claim callback runs on the thread that answers every caller of
-//! the store, in commit order: while it runs, no other claim is answered, so
-//! it must return quickly. On that thread, the calls that wait for the writer
-//! (`cti_claim`, `cti_health`, `cti_check`) return `CTI_RESULT_WRONG_THREAD`
-//! instead of deadlocking, and `cti_store_close` must not be called. Reads,
-//! `cti_claim_async` and `cti_validate_nick` are allowed everywhere.
+//! The rules for embedders (threads, one writer per file, read-only
+//! handles, fork, what a callback may call) open the header: they are written
+//! once, in `cbindgen.toml`'s `header`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -317,10 +299,14 @@ pub extern "C" fn cti_schema_version() -> u32 {
     crate::store::SCHEMA_VERSION as u32
 }
 
+/// The release, behind a marker that finds it in the library's file: a
+/// packager (or a test) can tell the version of a core file without loading it.
+static RELEASE: &str = concat!("CTI_CORE_RELEASE=", env!("CARGO_PKG_VERSION"), "\0");
+
 /// The library's release, e.g. "0.1.0". Static: do not free.
 #[no_mangle]
 pub extern "C" fn cti_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    RELEASE["CTI_CORE_RELEASE=".len()..].as_ptr().cast()
 }
 
 /// The message of the last failure on this thread, "" if none, at most

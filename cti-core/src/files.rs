@@ -32,16 +32,51 @@ pub fn create_private(path: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// What is at `path`: nothing, an empty file, or a non-empty regular file.
-/// Anything else (a directory, a device such as `/dev/null`) is refused.
+/// What is at `path`: nothing, an empty file, or a non-empty regular file
+/// that may be a cti store. Anything else (a directory, a device such as
+/// `/dev/null`, a file that is not SQLite, a SQLite database some other
+/// program made) is refused from its bytes alone, before anything (a lock
+/// file, a WAL) is made beside it.
 pub fn inspect(path: &Path) -> Result<Kind, String> {
     match std::fs::metadata(path) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(Kind::Missing),
         Err(e) => Err(e.to_string()),
         Ok(m) if !m.is_file() => Err("not a regular file".into()),
         Ok(m) if m.len() == 0 => Ok(Kind::Empty),
-        Ok(_) => Ok(Kind::Data),
+        Ok(_) => {
+            check_header(path)?;
+            Ok(Kind::Data)
+        }
     }
+}
+
+/// SQLite's file header (the first 100 bytes): its magic, and the fields
+/// that tell a cti store (or an empty database) from another program's.
+fn check_header(path: &Path) -> Result<(), String> {
+    let mut header = [0u8; 100];
+    let mut f = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    std::io::Read::read_exact(&mut f, &mut header)
+        .map_err(|_| "not a SQLite database (shorter than its header)".to_string())?;
+    if &header[..16] != b"SQLite format 3\0" {
+        return Err("not a SQLite database".into());
+    }
+    let field = |at: usize| {
+        u32::from_be_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+    };
+    let (schema_cookie, user_version, app) = (field(40), field(60), field(68));
+    // Page 1 as last written to this file. Until a checkpoint copies it from
+    // the WAL, a cti store's page 1 may still be the empty one (all zero);
+    // a schema-1 store predates application ids. Both get the full check
+    // once SQLite has opened the file.
+    let ours = app == crate::store::APPLICATION_ID as u32
+        || (app == 0 && user_version == 0 && schema_cookie == 0)
+        || (app == 0 && user_version == 1);
+    if ours {
+        return Ok(());
+    }
+    Err(format!(
+        "not a cti store (application_id {app:#x}, user_version {user_version}); refusing to change it"
+    ))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -84,7 +84,28 @@ impl Store {
     }
 
     pub fn open_with_clock(path: &Path, clock: Arc<dyn Clock>) -> Result<Store> {
-        let lock = lock::WriterLock::acquire(path)?;
+        // Refuse a device, a directory or another program's file before the
+        // lock file is made beside it (as root, `/dev/null` would gain
+        // `/dev/null-lock`).
+        files::inspect(path).map_err(|message| Error::Open {
+            path: path.display().to_string(),
+            message,
+        })?;
+        let mut lock = Some(lock::WriterLock::acquire(path)?);
+        let opened = Store::open_locked(path, clock, &mut lock);
+        if let (Err(_), Some(lock)) = (&opened, lock.take()) {
+            lock.discard();
+        }
+        opened
+    }
+
+    /// The rest of a writable open, under the writer's lock (which the store
+    /// takes when it is made).
+    fn open_locked(
+        path: &Path,
+        clock: Arc<dyn Clock>,
+        lock: &mut Option<lock::WriterLock>,
+    ) -> Result<Store> {
         let db = store::Db::open(path)?;
         let loaded = db.load()?;
         let reader = Arc::new(Reader::new(
@@ -111,7 +132,7 @@ impl Store {
             state,
             thread: Some(thread),
             _checkpointer: checkpointer,
-            _lock: lock,
+            _lock: lock.take().ok_or(Error::Closed)?,
         };
         Ok(Store::assemble(reader, Some(writing), clock, stats, path))
     }

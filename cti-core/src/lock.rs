@@ -15,6 +15,9 @@ use std::path::{Path, PathBuf};
 
 pub struct WriterLock {
     _file: File,
+    path: PathBuf,
+    /// This lock made the file (nobody had opened the store here before).
+    created: bool,
 }
 
 /// `game.db` -> `game.db-lock`.
@@ -29,6 +32,7 @@ impl WriterLock {
             path: db.display().to_string(),
             message: format!("lock file {}: {e}", path.display()),
         };
+        let created = !path.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -52,7 +56,19 @@ impl WriterLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(pid.as_bytes()))
             .map_err(open_err)?;
-        Ok(WriterLock { _file: file })
+        Ok(WriterLock {
+            _file: file,
+            path,
+            created,
+        })
+    }
+
+    /// Gives the lock up after an open that failed, removing the lock file
+    /// if this open made it: a refused file keeps nothing new beside it.
+    pub fn discard(self) {
+        if self.created {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -89,6 +89,7 @@ impl Subscribers {
         Ok(Subscription {
             queue,
             thread: Some(thread),
+            pid: std::process::id(),
         })
     }
 
@@ -136,6 +137,8 @@ impl Subscribers {
 pub struct Subscription {
     queue: Arc<Queue>,
     thread: Option<JoinHandle<()>>,
+    /// The process that subscribed: its thread exists only there.
+    pid: u32,
 }
 
 impl Subscription {
@@ -143,6 +146,12 @@ impl Subscription {
     /// run, except when called from the callback itself (then the current
     /// one finishes and no other starts).
     pub fn close(&mut self) {
+        if std::process::id() != self.pid {
+            // A fork child: the thread is the parent's (joining it here
+            // panics or hangs), so the subscription is only forgotten.
+            std::mem::forget(self.thread.take());
+            return;
+        }
         self.queue.close();
         if let Some(t) = self.thread.take() {
             if t.thread().id() != std::thread::current().id() {

@@ -138,3 +138,22 @@ fn read_only_filesystem_is_a_clear_open_error() {
     store.claim("40.0.0.3", "after").unwrap();
     store.health().unwrap();
 }
+
+/// `/dev/null` or a directory is refused before anything is made beside it:
+/// run as root, opening `/dev/null` used to leave `/dev/null-lock` behind.
+#[test]
+fn a_path_that_is_not_a_file_is_refused_without_a_lock_file_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_file = dir.path().join("sub");
+    std::fs::create_dir(&not_a_file).unwrap();
+    let err = Store::open(&not_a_file)
+        .err()
+        .expect("opened a directory as a store");
+    assert!(matches!(err, Error::Open { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["sub"], "nothing new beside it");
+}

@@ -11,11 +11,12 @@
 //! limits off (`--claims-per-minute 0 --net24-claims-per-minute 0`) to measure
 //! the commit path rather than the limiter.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use clap::Parser;
 use http_body_util::{BodyExt, Empty};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,10 @@ struct Args {
     /// First synthetic source index (to keep runs from reclaiming).
     #[arg(long, default_value_t = 0)]
     first_source: u32,
+    /// The local address to connect from (the balancer address the edge
+    /// trusts, when other clients share the machine).
+    #[arg(long)]
+    bind: Option<Ipv4Addr>,
 }
 
 /// The `i`th synthetic client address, distinct for every `i` below
@@ -54,63 +59,15 @@ fn source(i: u32) -> Ipv4Addr {
     Ipv4Addr::from((a << 24) | low)
 }
 
-fn proxy_v2(src: Ipv4Addr, dst: SocketAddr) -> Vec<u8> {
-    let dst_ip = match dst.ip() {
-        std::net::IpAddr::V4(v4) => v4,
-        std::net::IpAddr::V6(_) => Ipv4Addr::LOCALHOST,
-    };
-    let mut h = cti_edge::proxy::V2_SIGNATURE.to_vec();
-    h.extend_from_slice(&[0x21, 0x11, 0, 12]);
-    h.extend_from_slice(&src.octets());
-    h.extend_from_slice(&dst_ip.octets());
-    h.extend_from_slice(&40000u16.to_be_bytes());
-    h.extend_from_slice(&dst.port().to_be_bytes());
-    h
-}
-
-/// Load generation on loopback against a self-signed edge: the chain is not
-/// checked, the handshake signatures are.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     acknowledged: AtomicU64,
     refused: AtomicU64,
     failed_connections: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
+    /// Longest wait from starting a connection to its first answer: what
+    /// a client sees of a pause (an accept backlog included).
+    slowest_first_answer_us: AtomicU64,
 }
 
 async fn one_connection(
@@ -119,7 +76,14 @@ async fn one_connection(
     index: u32,
     tally: &Tally,
 ) -> Result<(), String> {
-    let mut send = open(args.target, config, &proxy_v2(source(index), args.target)).await?;
+    let connecting = Instant::now();
+    let mut send = open(
+        args.target,
+        args.bind,
+        config,
+        &common::proxy_v2(source(index).into(), args.target),
+    )
+    .await?;
     let mut latencies = Vec::with_capacity(args.per_connection as usize);
     for k in 0..args.per_connection {
         let nick = format!("load{}", (index + k) % args.nicks);
@@ -139,6 +103,10 @@ async fn one_connection(
             .await
             .map_err(|e| e.to_string())?;
         latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        if k == 0 {
+            let waited = connecting.elapsed().as_micros() as u64;
+            tally.slowest_first_answer_us.fetch_max(waited, Relaxed);
+        }
         if ok {
             tally.acknowledged.fetch_add(1, Relaxed);
         } else {
@@ -149,15 +117,21 @@ async fn one_connection(
     Ok(())
 }
 
-/// A TCP connection that sends `header`, then TLS and HTTP/1.1 over it.
+/// A TCP connection (from `bind`, if given) that sends `header`, then TLS
+/// and HTTP/1.1 over it.
 async fn open(
     target: SocketAddr,
+    bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
     header: &[u8],
 ) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, String> {
-    let mut tcp = tokio::net::TcpStream::connect(target)
-        .await
-        .map_err(|e| e.to_string())?;
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
+    if let Some(ip) = bind {
+        socket
+            .bind(SocketAddr::new(ip.into(), 0))
+            .map_err(|e| e.to_string())?;
+    }
+    let mut tcp = socket.connect(target).await.map_err(|e| e.to_string())?;
     tcp.set_nodelay(true).ok();
     tcp.write_all(header).await.map_err(|e| e.to_string())?;
     let tls = tokio_rustls::TlsConnector::from(config.clone())
@@ -182,12 +156,13 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// The number of claimed addresses the edge reports (sum of block totals).
 async fn claimed_addresses(
     target: SocketAddr,
+    bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<u64, String> {
     // A LOCAL header: reads need no client address.
     let mut local = cti_edge::proxy::V2_SIGNATURE.to_vec();
     local.extend_from_slice(&[0x20, 0x00, 0, 0]);
-    let mut send = open(target, config, &local).await?;
+    let mut send = open(target, bind, config, &local).await?;
     let req = hyper::Request::get("/api/blocks")
         .header("host", "localhost")
         .body(Empty::<bytes::Bytes>::new())
@@ -213,18 +188,9 @@ async fn claimed_addresses(
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // Every synthetic client is a new client: no session resumption.
-    config.resumption = rustls::client::Resumption::disabled();
-    let config = Arc::new(config);
-    let before = claimed_addresses(args.target, &config).await?;
+    let config = common::client_config(&[b"http/1.1"]);
+    let before = claimed_addresses(args.target, args.bind, &config).await?;
 
     let tally = Arc::new(Tally::default());
     let next = Arc::new(AtomicU64::new(args.first_source as u64));
@@ -253,7 +219,7 @@ async fn main() -> Result<(), String> {
     let acknowledged = tally.acknowledged.load(Relaxed);
     let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
     lat.sort_unstable();
-    let after = claimed_addresses(args.target, &config).await?;
+    let after = claimed_addresses(args.target, args.bind, &config).await?;
 
     println!(
         "{} connections x {} claim(s) each, {:.1} s, {} synthetic sources",
@@ -271,6 +237,10 @@ async fn main() -> Result<(), String> {
         percentile(&lat, 0.9),
         percentile(&lat, 0.99),
         percentile(&lat, 1.0)
+    );
+    println!(
+        "longest wait for a first answer ms (connecting included): {:.2}",
+        tally.slowest_first_answer_us.load(Relaxed) as f64 / 1000.0
     );
     println!(
         "claimed addresses in the store: {before} before, {after} after (+{})",

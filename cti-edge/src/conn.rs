@@ -3,19 +3,20 @@
 //! byte (0x16 opens a TLS handshake), then the `cti-server` service with the
 //! real client address.
 
-use crate::limits::{Limits, Timeouts};
 use crate::proxy::{self, ProxyError};
-use crate::rewind::Rewind;
+use crate::small_reads::SmallReads;
 use crate::tls::Tls;
+use cti_server::caps::Refused;
+use cti_server::conn::Drain;
+use cti_server::http_conn::Protocol;
+use cti_server::rewind::Rewind;
 use cti_server::{App, Cidr};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper::header::HeaderValue;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// What to do with plain HTTP (a first byte other than 0x16).
@@ -29,6 +30,16 @@ pub enum PlainHttp {
     Off,
 }
 
+/// The timeouts before HTTP; the rest are the shared connection settings
+/// (`App::connections`).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For the PROXY header from a balancer.
+    pub proxy_header: Duration,
+    /// For the TLS handshake (and for the first bytes of a connection).
+    pub handshake: Duration,
+}
+
 pub struct Edge {
     pub app: Arc<App>,
     pub tls: Arc<Tls>,
@@ -36,10 +47,21 @@ pub struct Edge {
     pub proxy_from: Vec<Cidr>,
     pub plain: PlainHttp,
     pub timeouts: Timeouts,
-    pub limits: Limits,
     pub metrics: crate::metrics::EdgeMetrics,
     /// Log every request (with the balancer's unique id, when it sends one).
     pub access_log: bool,
+    /// `Strict-Transport-Security` for HTTPS answers while the certificate
+    /// is not self-signed; `None` to send none.
+    pub hsts: Option<HeaderValue>,
+}
+
+impl Edge {
+    /// The HSTS value for `max_age` seconds (0: none).
+    pub fn hsts(max_age: u64) -> Option<HeaderValue> {
+        (max_age > 0)
+            .then(|| format!("max-age={max_age}"))
+            .and_then(|v| HeaderValue::try_from(v).ok())
+    }
 }
 
 /// Who a connection is for, as far as the edge knows.
@@ -52,46 +74,56 @@ struct Who {
     unique_id: Option<Arc<str>>,
 }
 
-/// The `cti-server` service, logging each request when `who` is set.
+/// The `cti-server` service, with what only the edge adds: the access log
+/// line (when `who` is set) and HSTS over TLS.
 #[derive(Clone)]
-struct Logged {
+struct EdgeService {
     inner: cti_server::Service,
     who: Option<Who>,
+    hsts: Option<HeaderValue>,
 }
 
-impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Logged {
-    type Response = <cti_server::Service as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Response;
-    type Error = std::convert::Infallible;
-    type Future = <cti_server::Service as hyper::service::Service<
-        hyper::Request<hyper::body::Incoming>,
-    >>::Future;
+type Inner = cti_server::Service;
+type Req = hyper::Request<hyper::body::Incoming>;
 
-    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
-        let Some(who) = self.who.clone() else {
+impl hyper::service::Service<Req> for EdgeService {
+    type Response = <Inner as hyper::service::Service<Req>>::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Inner as hyper::service::Service<Req>>::Future;
+
+    fn call(&self, req: Req) -> Self::Future {
+        if self.who.is_none() && self.hsts.is_none() {
             return self.inner.call(req);
-        };
+        }
+        let (who, hsts) = (self.who.clone(), self.hsts.clone());
         let (method, version) = (req.method().clone(), req.version());
-        let target = req
-            .uri()
-            .path_and_query()
-            .map_or_else(|| "/".to_string(), |p| p.to_string());
+        let target = who.as_ref().map(|_| {
+            req.uri()
+                .path_and_query()
+                .map_or_else(|| "/".to_string(), |p| p.to_string())
+        });
         let started = std::time::Instant::now();
         let answer = self.inner.call(req);
         Box::pin(async move {
-            let response = answer.await?;
-            tracing::info!(
-                target: "access",
-                client = %who.client.map_or_else(|| "-".to_string(), |c| c.to_string()),
-                unique_id = who.unique_id.as_deref().unwrap_or("-"),
-                %method,
-                target = %target,
-                version = ?version,
-                status = response.status().as_u16(),
-                micros = started.elapsed().as_micros() as u64,
-                "request"
-            );
+            let mut response = answer.await?;
+            if let Some(hsts) = hsts {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::STRICT_TRANSPORT_SECURITY, hsts);
+            }
+            if let Some(who) = who {
+                tracing::info!(
+                    target: "access",
+                    client = %who.client.map_or_else(|| "-".to_string(), |c| c.to_string()),
+                    unique_id = who.unique_id.as_deref().unwrap_or("-"),
+                    %method,
+                    target = %target.unwrap_or_default(),
+                    version = ?version,
+                    status = response.status().as_u16(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "request"
+                );
+            }
             Ok(response)
         })
     }
@@ -103,8 +135,8 @@ pub enum ConnError {
     Proxy(#[from] ProxyError),
     #[error("a PROXY header from {0}, which is not a trusted balancer")]
     UntrustedHeader(SocketAddr),
-    #[error("too many connections from {0}")]
-    SourceCap(std::net::IpAddr),
+    #[error("refused at {0}")]
+    Cap(#[from] Refused),
     #[error("TLS handshake: {0}")]
     Handshake(String),
     #[error("no data within {0:?}")]
@@ -122,57 +154,23 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Some(slot) = edge.limits.open() else {
-                    edge.metrics.refused_at_cap.fetch_add(1, Relaxed);
-                    tracing::warn!(%peer, "connection cap reached; closing");
-                    continue;
-                };
-                // Subscribed now, so that shutdown also waits for connections
-                // still in their PROXY header or TLS handshake.
-                let (edge, watcher) = (edge.clone(), graceful.watcher());
-                tokio::spawn(async move {
-                    let _open = edge.app.connections.open();
-                    edge.metrics.open.fetch_add(1, Relaxed);
-                    if let Err(e) = connection(&edge, watcher, tcp, peer).await {
-                        tracing::debug!(%peer, error = %e, "connection closed");
-                    }
-                    edge.metrics.open.fetch_sub(1, Relaxed);
-                    drop(slot);
-                });
-            }
-            () = &mut shutdown => break,
-        }
-    }
-    drop(listener);
-    edge.app.shutdown();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing the remaining connections");
+    let handler = |tcp, peer, drain| handle(edge.clone(), tcp, peer, drain);
+    edge.app.accept(listener, shutdown, grace, handler).await;
+}
+
+/// Serves one accepted connection to its end.
+pub async fn handle(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr, drain: Drain) {
+    if let Err(e) = connection(&edge, drain, tcp, peer).await {
+        tracing::debug!(%peer, error = %e, "connection closed");
     }
 }
 
 async fn connection(
     edge: &Edge,
-    watcher: Watcher,
+    drain: Drain,
     mut tcp: TcpStream,
     peer: SocketAddr,
 ) -> Result<(), ConnError> {
-    let _ = tcp.set_nodelay(true);
     let trusted = Cidr::any(&edge.proxy_from, peer.ip());
     let (who, mut head) = if trusted {
         let (header, rest) = proxy::read(&mut tcp, edge.timeouts.proxy_header)
@@ -197,16 +195,11 @@ async fn connection(
         };
         (who, Vec::new())
     };
-    let client = who.client;
-    // A health check (LOCAL) has no client; a proxied client counts against its own cap.
-    let _source = match client {
-        Some(c) => Some(
-            edge.limits
-                .source(c.ip())
-                .ok_or(ConnError::SourceCap(c.ip()))?,
-        ),
-        None => None,
-    };
+    // The client counts against its network and address (a proxied client
+    // against its own, a health check only in the total).
+    let connections = &edge.app.connections;
+    let http_proxies = &edge.app.config.trusted_proxies.ranges;
+    let _source = connections.admit(who.client.map(|c| c.ip()), http_proxies)?;
     first_bytes(&mut tcp, &mut head, edge.timeouts.handshake).await?;
     if !trusted && proxy::looks_like_header(&head) {
         edge.metrics.proxy_refused("untrusted_source");
@@ -214,8 +207,16 @@ async fn connection(
     }
     let tls = head.first() == Some(&0x16);
     let io = Rewind::new(head, tcp);
+    let service = |hsts| EdgeService {
+        inner: cti_server::service(&edge.app, who.client),
+        who: edge.access_log.then(|| who.clone()),
+        hsts,
+    };
     if tls {
-        let accept = edge.tls.acceptor().accept(io);
+        // Boxed: the TLS state (1.2 KiB) is then not copied into every
+        // future that serves the connection, nor kept in this one.
+        let acceptor = edge.tls.acceptor();
+        let accept = Box::pin(async move { acceptor.accept(io).await.map(Box::new) });
         let stream = tokio::time::timeout(edge.timeouts.handshake, accept)
             .await
             .map_err(|_| ConnError::Handshake("timed out".into()))
@@ -224,12 +225,16 @@ async fn connection(
                 edge.metrics.tls_failures.fetch_add(1, Relaxed);
             })?;
         edge.metrics.tls_handshakes.fetch_add(1, Relaxed);
-        serve_http(edge, watcher, stream, who).await;
+        let hsts = edge.hsts.clone().filter(|_| !edge.tls.self_signed());
+        let protocol = Protocol::from_alpn(stream.get_ref().1.alpn_protocol());
+        let stream = SmallReads(stream);
+        let serve = connections.serve_http(stream, protocol, service(hsts), drain);
+        Box::pin(serve).await;
         return Ok(());
     }
     match edge.plain {
-        PlainHttp::Allow => serve_http(edge, watcher, io, who).await,
-        PlainHttp::Redirect => redirect(io, edge.timeouts.request).await?,
+        PlainHttp::Allow => Box::pin(connections.serve_http(io, None, service(None), drain)).await,
+        PlainHttp::Redirect => redirect(io, connections.settings.request_timeout).await?,
         PlainHttp::Off => return Err(ConnError::PlainOff),
     }
     Ok(())
@@ -243,15 +248,13 @@ async fn first_bytes(
     limit: Duration,
 ) -> Result<(), ConnError> {
     let work = async {
-        let mut chunk = [0u8; 2048];
         while head.is_empty()
             || (proxy::looks_like_header(head) && head.len() < proxy::V2_SIGNATURE.len())
         {
-            let n = tcp.read(&mut chunk).await?;
-            if n == 0 {
+            head.reserve(2048);
+            if tcp.read_buf(head).await? == 0 {
                 return Err(ConnError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            head.extend_from_slice(&chunk[..n]);
         }
         Ok(())
     };
@@ -260,47 +263,18 @@ async fn first_bytes(
         .map_err(|_| ConnError::Silent(limit))?
 }
 
-async fn serve_http<S>(edge: &Edge, watcher: Watcher, io: S, who: Who)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(edge.timeouts.request);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(edge.timeouts.request))
-        .keep_alive_timeout(edge.timeouts.request)
-        .max_concurrent_streams(256);
-    let service = Logged {
-        inner: cti_server::service(&edge.app, who.client),
-        who: edge.access_log.then_some(who.clone()),
-    };
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service)
-        .into_owned();
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(client = ?who.client, error = %e, "HTTP connection ended");
-    }
-}
-
 /// Answers one plain request with a permanent redirect to HTTPS.
-async fn redirect<S: AsyncRead + AsyncWrite + Unpin>(
+async fn redirect<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     mut io: S,
     limit: Duration,
 ) -> Result<(), ConnError> {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 1024];
     let read = async {
         while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-            let n = io.read(&mut chunk).await?;
-            if n == 0 {
+            buf.reserve(1024);
+            if io.read_buf(&mut buf).await? == 0 {
                 break;
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
         Ok::<_, std::io::Error>(())
     };

@@ -3,12 +3,17 @@
 //! and serves the game over HTTP/1.1 and HTTP/2 on one port, plain HTTP too.
 
 use clap::Parser;
-use cti_edge::conn::{Edge, PlainHttp};
-use cti_edge::limits::{Limits, Timeouts};
+use cti_edge::conn::{Edge, PlainHttp, Timeouts};
 use cti_edge::tls::{Files, Tls};
-use cti_server::cli::{self, ClaimLimits};
-use cti_server::{App, Cidr, Config};
+use cti_edge::upgrade::Upgrades;
+use cti_ffi::Api;
+use cti_server::handover::Predecessor;
+use cti_server::listen::Inherited;
+use cti_server::operator::AdminConnections;
+use cti_server::{cli, game, notify};
+use cti_server::{App, Cidr};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,11 +26,9 @@ struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "CTI_LISTEN", default_value = "127.0.0.1:8443")]
     listen: SocketAddr,
-    /// The SQLite database file (created if missing).
-    #[arg(long, env = "CTI_DB", default_value = "cti.db")]
-    db: PathBuf,
     /// A load balancer (CIDR or address) that must send a PROXY v1/v2 header;
-    /// repeat or separate with commas. Others must not send one.
+    /// repeat or separate with commas. Others must not send one. Name the
+    /// balancers' own addresses, not their whole network.
     #[arg(long = "proxy-from", env = "CTI_PROXY_FROM", value_delimiter = ',')]
     proxy_from: Vec<Cidr>,
     /// PEM certificate chain; with --tls-key. Without both, a self-signed
@@ -38,32 +41,18 @@ struct Args {
     /// Plain HTTP on the same port: serve it, redirect it to HTTPS, or refuse it.
     #[arg(long, env = "CTI_PLAIN_HTTP", value_enum, default_value = "allow")]
     plain_http: PlainHttp,
-    /// HTTP proxies in front of the edge (rarely needed: balancers send PROXY).
-    #[command(flatten)]
-    proxies: cli::HttpProxies,
-    /// Most open connections.
-    #[arg(long, env = "CTI_MAX_CONNECTIONS", default_value_t = 20_000)]
-    max_connections: usize,
-    /// Most open connections per client address.
-    #[arg(long, env = "CTI_MAX_PER_SOURCE", default_value_t = 64)]
-    max_per_source: usize,
     /// Seconds for a balancer's PROXY header (at least 3).
     #[arg(long, env = "CTI_PROXY_TIMEOUT", default_value_t = 5)]
     proxy_timeout: u64,
     /// Seconds for the TLS handshake.
     #[arg(long, env = "CTI_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     handshake_timeout: u64,
-    /// Seconds for request headers, and idle between requests.
-    #[arg(long, env = "CTI_REQUEST_TIMEOUT", default_value_t = 30)]
-    request_timeout: u64,
-    /// Seconds in-flight requests get after SIGTERM/SIGINT.
-    #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
-    grace: u64,
+    /// Strict-Transport-Security max-age (seconds) on HTTPS answers, sent
+    /// only while the certificate is not self-signed; 0 sends none.
+    #[arg(long, env = "CTI_HSTS_MAX_AGE", default_value_t = 31_536_000)]
+    hsts_max_age: u64,
     #[command(flatten)]
-    limits: ClaimLimits,
-    /// Serve Prometheus metrics on this (operator-only) address; off by default.
-    #[arg(long, env = "CTI_METRICS")]
-    metrics: Option<SocketAddr>,
+    common: cli::Common,
     /// Check the configuration (certificate, key, database) and exit.
     #[arg(long)]
     check_config: bool,
@@ -71,34 +60,32 @@ struct Args {
     /// target, status, time taken).
     #[arg(long, env = "CTI_ACCESS_LOG")]
     access_log: bool,
-    /// Log as JSON lines instead of text.
-    #[arg(long, env = "CTI_LOG_JSON")]
-    log_json: bool,
+    /// The core library SIGUSR2 (or an empty POST /admin/core) swaps in;
+    /// default: the file the linked core was loaded from, which a package
+    /// upgrade replaces.
+    #[arg(long, env = "CTI_CORE_FILE")]
+    core_file: Option<PathBuf>,
+    /// Seconds a re-exec'd process gets to be prepared, then to serve (and
+    /// to wait for the store to be handed over).
+    #[arg(long, env = "CTI_UPGRADE_TIMEOUT", default_value_t = 30)]
+    upgrade_timeout: u64,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    cli::init_logging(args.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => fail(&msg),
-    }
+    // SAFETY: no other thread exists yet (both change the environment).
+    let inherited = unsafe { Inherited::take() }.map_err(|e| e.to_string());
+    let predecessor = unsafe { Predecessor::take() };
+    let log_json = args.common.log_json;
+    let work = async move { run(args, inherited?, predecessor?).await };
+    cli::main("cti-edge", log_json, work)
 }
 
-fn fail(msg: &str) -> ExitCode {
-    tracing::error!("{msg}");
-    eprintln!("cti-edge: {msg}");
-    ExitCode::FAILURE
-}
-
-async fn run(args: Args) -> Result<(), String> {
+async fn run(
+    args: Args,
+    mut inherited: Inherited,
+    mut predecessor: Option<Predecessor>,
+) -> Result<(), String> {
     if args.proxy_timeout < cti_edge::proxy::MIN_TIMEOUT.as_secs() {
         return Err(format!(
             "--proxy-timeout must be at least {} s",
@@ -111,13 +98,10 @@ async fn run(args: Args) -> Result<(), String> {
         .zip(args.tls_key.clone())
         .map(|(cert, key)| Files { cert, key });
     let tls = Arc::new(Tls::new(files).map_err(|e| e.to_string())?);
-    let store = cti_ffi::Store::open(&args.db)
-        .map_err(|e| format!("opening {}: {e}", args.db.display()))?;
-    args.limits
-        .apply(&store)
-        .map_err(|e| format!("setting claim limits: {e}"))?;
+    let common = &args.common;
     if args.check_config {
-        store
+        common
+            .open_store()?
             .health()
             .map_err(|e| format!("the store cannot commit: {e}"))?;
         println!(
@@ -126,17 +110,28 @@ async fn run(args: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
+    let (listener, local) = inherited
+        .service(args.listen)
         .await
-        .map_err(|e| format!("listening on {}: {e}", args.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let app = App::new(
-        store,
-        Config {
-            trusted_proxies: args.proxies.trusted(),
-            db_path: Some(args.db.clone()),
-        },
-    );
+        .map_err(|e| e.to_string())?;
+    let operator = inherited
+        .operator(common.metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(args.upgrade_timeout);
+    let store = match predecessor.as_mut() {
+        // Replacing a running edge: everything else is in place; the store
+        // is free once the old process has closed it.
+        Some(old) => {
+            old.prepared()
+                .map_err(|e| format!("telling the old process: {e}"))?;
+            let setup = common.limits.setup();
+            game::open_when_free(Api::linked(), &common.db, Some(&setup), timeout)
+                .map_err(|e| format!("opening {}: {e}", common.db.display()))?
+        }
+        None => common.open_store()?,
+    };
+    let app = App::new(store, common.config());
     spawn_reloader(tls.clone());
     let edge = Arc::new(Edge {
         app,
@@ -146,34 +141,53 @@ async fn run(args: Args) -> Result<(), String> {
         timeouts: Timeouts {
             proxy_header: Duration::from_secs(args.proxy_timeout),
             handshake: Duration::from_secs(args.handshake_timeout),
-            request: Duration::from_secs(args.request_timeout),
         },
-        limits: Limits::new(args.max_connections, args.max_per_source),
         metrics: Default::default(),
         access_log: args.access_log,
+        hsts: Edge::hsts(args.hsts_max_age),
     });
+    let core_file = args.core_file.clone().or_else(Api::linked_path);
+    let (upgrades, requests) = Upgrades::new(edge.clone(), core_file, timeout);
+    upgrades.on_signals()?;
     let for_metrics = edge.clone();
     let render = Arc::new(move || {
         let mut text = cti_server::metrics::render(&for_metrics.app);
         for_metrics.metrics.render(&mut text);
         text
     });
-    cli::metrics_listener(args.metrics, render).await?;
-    let kind = if tls.self_signed() {
+    let operator_fd = operator.as_ref().map(|(l, _)| l.as_raw_fd());
+    let admins = AdminConnections::default();
+    let admin = cti_edge::admin::handler(upgrades.clone());
+    cti_server::operator::start(operator, render, Some(admin), admins.clone());
+    let kind = if tls.generated() {
         "self-signed certificate"
     } else {
         "certificate"
     };
-    tracing::info!(db = %args.db.display(), proxy_from = ?args.proxy_from, core = cti_ffi::version(), "cti-edge listening on https://{local}/");
+    let game = edge.app.game();
+    tracing::info!(
+        db = %common.db.display(),
+        proxy_from = ?args.proxy_from,
+        core = game.core().version(),
+        core_path = %game.core_path().unwrap_or_default().display(),
+        "cti-edge listening on https://{local}/"
+    );
     println!(
         "cti-edge: serving https://{local}/ ({kind} SHA-256 {})",
         tls.fingerprint()
     );
-    cti_edge::conn::serve(
+    notify::ready(predecessor.is_some());
+    if let Some(old) = predecessor {
+        old.ready()
+            .map_err(|e| format!("telling the old process: {e}"))?;
+    }
+    cti_edge::upgrade::serve(
+        upgrades,
+        requests,
         listener,
-        edge,
-        cli::shutdown_signal(),
-        Duration::from_secs(args.grace),
+        operator_fd,
+        common.grace(),
+        admins,
     )
     .await;
     tracing::info!("stopped");
@@ -191,7 +205,10 @@ fn spawn_reloader(tls: Arc<Tls>) {
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
             let result = if forced {
-                tls.reload().map(|()| true)
+                notify::reloading();
+                let result = tls.reload().map(|()| true);
+                notify::ready(false);
+                result
             } else {
                 tls.reload_if_changed()
             };

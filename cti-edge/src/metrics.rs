@@ -1,5 +1,5 @@
-//! The edge's own metric families: PROXY header outcomes, TLS handshakes,
-//! open and refused connections. Rendered after `cti_server::metrics`.
+//! The edge's own metric families: PROXY header outcomes and TLS handshakes.
+//! Rendered after `cti_server::metrics` (which has the connection families).
 
 use crate::proxy::ProxyError;
 use std::collections::BTreeMap;
@@ -12,8 +12,6 @@ pub struct EdgeMetrics {
     proxy: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     pub tls_handshakes: AtomicU64,
     pub tls_failures: AtomicU64,
-    pub refused_at_cap: AtomicU64,
-    pub open: AtomicU64,
 }
 
 impl EdgeMetrics {
@@ -56,18 +54,6 @@ impl EdgeMetrics {
                 "TLS handshakes failed or timed out.",
                 "counter",
                 &self.tls_failures,
-            ),
-            (
-                "cti_connections_refused_total",
-                "Connections closed at a connection cap.",
-                "counter",
-                &self.refused_at_cap,
-            ),
-            (
-                "cti_connections_open",
-                "Open client connections.",
-                "gauge",
-                &self.open,
             ),
         ] {
             let _ = writeln!(

@@ -1,6 +1,6 @@
 //! The PROXY protocol (v1 text, v2 binary) as trusted load balancers send it
 //! before the client's bytes. Parsing is `ppp`'s; this module adds what it
-//! leaves to the caller (DESIGN.md, "known traps in ppp 2.3"): reading
+//! leaves to the caller (the traps of ppp 2.3, each with a test): reading
 //! incrementally up to a complete header, strict v1 syntax, a cap on the v2
 //! length, TLV and CRC32C checks, and no client address for `LOCAL`/`UNKNOWN`.
 
@@ -270,19 +270,18 @@ pub async fn read<S: AsyncRead + Unpin>(
 ) -> Result<(Header, Vec<u8>), ProxyError> {
     let work = async {
         let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 1024];
         loop {
             if let Some((header, used)) = parse(&buf)? {
                 return Ok((header, buf.split_off(used)));
             }
+            buf.reserve(1024);
             let n = io
-                .read(&mut chunk)
+                .read_buf(&mut buf)
                 .await
                 .map_err(|e| ProxyError::Io(e.to_string()))?;
             if n == 0 {
                 return Err(ProxyError::Eof);
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
     };
     tokio::time::timeout(timeout, work)

@@ -8,6 +8,7 @@ use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 use thiserror::Error;
@@ -35,6 +36,8 @@ pub struct Tls {
     files: Option<Files>,
     current: RwLock<Arc<ServerConfig>>,
     fingerprint: RwLock<String>,
+    /// Whether the leaf certificate names itself as its issuer.
+    self_signed: AtomicBool,
     stamps: Mutex<Option<(SystemTime, SystemTime)>>,
 }
 
@@ -49,6 +52,7 @@ impl Tls {
         let tls = Tls {
             stamps: Mutex::new(files.as_ref().and_then(stamps)),
             files,
+            self_signed: AtomicBool::new(self_issued(&certs[0])),
             current: RwLock::new(server_config(certs, key)?),
             fingerprint: RwLock::new(fingerprint),
         };
@@ -72,8 +76,15 @@ impl Tls {
             .clone()
     }
 
-    pub fn self_signed(&self) -> bool {
+    /// Whether the certificate was made at start (no files given).
+    pub fn generated(&self) -> bool {
         self.files.is_none()
+    }
+
+    /// Whether the certificate is its own issuer (generated at start, or a
+    /// self-signed file): browsers do not trust it, so no HSTS with it.
+    pub fn self_signed(&self) -> bool {
+        self.self_signed.load(Ordering::Relaxed)
     }
 
     /// Re-reads the files. On failure the old certificate stays in use.
@@ -83,7 +94,9 @@ impl Tls {
         };
         let (certs, key) = read(files)?;
         let fp = fingerprint(&certs[0]);
+        let self_signed = self_issued(&certs[0]);
         let config = server_config(certs, key)?;
+        self.self_signed.store(self_signed, Ordering::Relaxed);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = config;
         *self.fingerprint.write().unwrap_or_else(|p| p.into_inner()) = fp;
         *self.stamps.lock().unwrap_or_else(|p| p.into_inner()) = stamps(files);
@@ -154,6 +167,44 @@ fn server_config(
     Ok(Arc::new(config))
 }
 
+/// Whether a DER certificate's issuer is its subject. Reads the outer
+/// structure only: Certificate { TBSCertificate { [0] version, serial,
+/// signature, issuer, validity, subject, ... }, ... }.
+fn self_issued(cert: &CertificateDer<'_>) -> bool {
+    let fields = || {
+        let (_, certificate, _) = der(cert.as_ref())?;
+        let (_, tbs, _) = der(certificate)?;
+        let (tag, _, after_version) = der(tbs)?;
+        let serial = if tag == 0xa0 { after_version } else { tbs };
+        let (_, _, rest) = der(serial)?;
+        let (_, _, rest) = der(rest)?; // signature algorithm
+        let (_, issuer, rest) = der(rest)?;
+        let (_, _, rest) = der(rest)?; // validity
+        let (_, subject, _) = der(rest)?;
+        Some(issuer == subject)
+    };
+    fields().unwrap_or(false)
+}
+
+/// One DER element: (tag, contents, what follows).
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = b.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |l, &b| l << 8 | usize::from(b));
+        (len, &rest[n..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
 fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
     digest
@@ -195,6 +246,23 @@ mod tests {
         std::fs::write(&files.key, "not a key").unwrap();
         assert!(tls.reload().is_err(), "a bad key is refused");
         assert_ne!(tls.fingerprint(), first, "the good certificate stays");
+    }
+
+    #[test]
+    fn a_certificate_that_issued_itself_is_self_signed() {
+        // One signed by a CA is not: tests/limits.rs (HSTS) has it.
+        let dir = tempfile::tempdir().unwrap();
+        let files = Files {
+            cert: dir.path().join("cert.pem"),
+            key: dir.path().join("key.pem"),
+        };
+        let g = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::write(&files.cert, g.cert.pem()).unwrap();
+        std::fs::write(&files.key, g.signing_key.serialize_pem()).unwrap();
+        let tls = Tls::new(Some(files)).unwrap();
+        assert!(tls.self_signed() && !tls.generated(), "a self-signed file");
+        assert!(self_issued(g.cert.der()));
+        assert!(!self_issued(&CertificateDer::from(vec![0x30, 0x82, 0xff])));
     }
 
     #[test]

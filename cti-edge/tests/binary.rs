@@ -403,6 +403,15 @@ fn served(addr: SocketAddr) -> String {
     })
 }
 
+fn set_modified(path: &Path, time: std::time::SystemTime) {
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(time)
+        .unwrap();
+}
+
 fn eventually(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -428,17 +437,12 @@ fn certificates_reload_on_sighup_and_on_file_change() {
     let next = dir.path().join("next");
     std::fs::create_dir(&next).unwrap();
     let second = write_cert(&next, "second.test");
+    let stamp = std::fs::metadata(dir.path().join("cert.pem"))
+        .unwrap()
+        .modified()
+        .unwrap();
     for f in ["cert.pem", "key.pem"] {
-        let old = std::fs::metadata(dir.path().join(f))
-            .unwrap()
-            .modified()
-            .unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(next.join(f))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        set_modified(&next.join(f), stamp);
         std::fs::rename(next.join(f), dir.path().join(f)).unwrap();
     }
     std::thread::sleep(Duration::from_secs(3));
@@ -448,9 +452,12 @@ fn certificates_reload_on_sighup_and_on_file_change() {
         served(edge.addr) == second
     });
 
-    // A plain rewrite is noticed by the file watch, without a signal.
-    std::thread::sleep(Duration::from_millis(20));
+    // A plain rewrite is noticed by the file watch, without a signal. Its
+    // modification time is set past the old one rather than waited for.
     let third = write_cert(dir.path(), "third.test");
+    for f in ["cert.pem", "key.pem"] {
+        set_modified(&dir.path().join(f), stamp + Duration::from_secs(1));
+    }
     eventually("reload on change", Duration::from_secs(10), || {
         served(edge.addr) == third
     });
@@ -657,7 +664,14 @@ fn idle_and_handshake_timeouts_close_connections() {
     let dir = tempfile::tempdir().unwrap();
     let edge = Edge::start(
         dir.path(),
-        &["--request-timeout", "1", "--handshake-timeout", "1"],
+        &[
+            "--request-timeout",
+            "1",
+            "--idle-timeout",
+            "1",
+            "--handshake-timeout",
+            "1",
+        ],
     );
     let closes_within = |mut s: TcpStream, what: &str| {
         let started = Instant::now();

@@ -2,8 +2,7 @@
 //! hostile, split, sharing a write with the ClientHello), a header from an
 //! untrusted source, TLS with HTTP/2, plain HTTP, and certificate reload.
 
-use cti_edge::conn::{Edge, PlainHttp};
-use cti_edge::limits::{Limits, Timeouts};
+use cti_edge::conn::{Edge, PlainHttp, Timeouts};
 use cti_edge::tls::{Files, Tls};
 use cti_server::{App, Config};
 use std::io::{Read, Write};
@@ -45,7 +44,11 @@ impl EdgeServer {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let app = App::new(store, Config::default());
+                let mut config = Config::default();
+                config.connections.request_timeout = Duration::from_secs(5);
+                config.connections.max_connections = 1000;
+                config.connections.max_per_address = 100;
+                let app = App::new(store, config);
                 tx.send((listener.local_addr().unwrap(), app.clone()))
                     .unwrap();
                 let edge = Arc::new(Edge {
@@ -56,11 +59,10 @@ impl EdgeServer {
                     timeouts: Timeouts {
                         proxy_header: Duration::from_secs(3),
                         handshake: Duration::from_secs(3),
-                        request: Duration::from_secs(5),
                     },
-                    limits: Limits::new(1000, 100),
                     metrics: Default::default(),
                     access_log: false,
+                    hsts: None,
                 });
                 cti_edge::conn::serve(
                     listener,
@@ -415,8 +417,19 @@ fn certificate_reload_is_seen_by_new_connections() {
         .1
         .contains("127.0.0.1"));
     let before = e.tls.fingerprint();
-    std::thread::sleep(Duration::from_millis(20));
+    let cert = dir.path().join("cert.pem");
+    let stamp = std::fs::metadata(&cert).unwrap().modified().unwrap();
     let (_, second) = write_cert(dir.path(), "second.test");
+    // A rewrite within the same clock tick keeps the modification time, and
+    // the reload looks at that time: set a later one instead of sleeping.
+    for f in [cert, dir.path().join("key.pem")] {
+        std::fs::File::options()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_modified(stamp + Duration::from_secs(1))
+            .unwrap();
+    }
     assert!(e.tls.reload_if_changed().unwrap());
     assert_ne!(e.tls.fingerprint(), before);
     assert!(

@@ -201,6 +201,24 @@ impl Api {
         Ok(Box::leak(Box::new(api)))
     }
 
+    /// The file the linked core was mapped from, as the dynamic linker
+    /// resolved the declared link (from `/proc/self/maps`). After a package
+    /// upgrade replaced that file, this is where the new one is.
+    pub fn linked_path() -> Option<PathBuf> {
+        // Make sure the library is mapped (it is, for any binary that links it).
+        let _ = Api::linked();
+        let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+        maps.lines()
+            .filter_map(|l| l.splitn(6, ' ').nth(5).map(str::trim))
+            .map(|p| p.strip_suffix(" (deleted)").unwrap_or(p))
+            .find(|p| {
+                Path::new(p)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("libcti_core.so"))
+            })
+            .map(PathBuf::from)
+    }
+
     /// How many core files this process has loaded (and kept mapped).
     pub fn loaded_count() -> u64 {
         KEPT.load(Ordering::Relaxed)

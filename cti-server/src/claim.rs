@@ -76,7 +76,8 @@ async fn commit_claim(
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The core answers from its own thread after the commit: no runtime
     // thread waits on the disk, and none waits past the deadline.
-    app.store()?
+    app.store_ready()
+        .await?
         .claim_with(&ip, &nick, move |r| drop(tx.send(r)))?;
     let unavailable = |why: &str| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(1)

@@ -1,9 +1,124 @@
-//! What the `cti-server` and `cti-edge` binaries share: the claim-limit
-//! and HTTP-proxy flags, logging, and the shutdown signals.
+//! What the `cti-server` and `cti-edge` binaries share: their common flags
+//! (database, claim limits, HTTP proxies, connection limits and timeouts,
+//! metrics, logging), the runtime around `main`, and the shutdown signals.
 
 use crate::client_addr::{ForwardedHeader, TrustedProxies};
-use crate::Cidr;
+use crate::conn::Settings;
+use crate::{stream, Cidr, Config};
 use clap::Args;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// The flags both binaries take.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// The SQLite database file (created if missing).
+    #[arg(long, env = "CTI_DB", default_value = "cti.db")]
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub proxies: HttpProxies,
+    #[command(flatten)]
+    pub limits: ClaimLimits,
+    #[command(flatten)]
+    pub connections: ConnectionFlags,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "CTI_GRACE", default_value_t = 10)]
+    pub grace: u64,
+    /// Serve Prometheus metrics on this (operator-only) address; off by default.
+    #[arg(long, env = "CTI_METRICS")]
+    pub metrics: Option<SocketAddr>,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "CTI_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Common {
+    /// Opens the store with the claim limits applied.
+    pub fn open_store(&self) -> Result<cti_ffi::Store, String> {
+        let store = cti_ffi::Store::open(&self.db)
+            .map_err(|e| format!("opening {}: {e}", self.db.display()))?;
+        self.limits
+            .apply(&store)
+            .map_err(|e| format!("setting claim limits: {e}"))?;
+        Ok(store)
+    }
+
+    pub fn config(&self) -> Config {
+        Config {
+            trusted_proxies: self.proxies.trusted(),
+            connections: self.connections.settings(),
+            event_streams: self.connections.event_streams(),
+            db_path: Some(self.db.clone()),
+            store_setup: Some(self.limits.setup()),
+        }
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs(self.grace)
+    }
+}
+
+/// Connection caps and timeouts.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionFlags {
+    /// Most open connections.
+    #[arg(long, env = "CTI_MAX_CONNECTIONS", default_value_t = Settings::MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Most open connections per client /24 (IPv4) or /64 (IPv6).
+    #[arg(long, env = "CTI_MAX_PER_NETWORK", default_value_t = Settings::MAX_PER_NETWORK)]
+    pub max_per_network: usize,
+    /// Most open connections per client address.
+    #[arg(long, env = "CTI_MAX_PER_SOURCE", default_value_t = Settings::MAX_PER_ADDRESS)]
+    pub max_per_source: usize,
+    /// Seconds for a request's headers (a new connection's first request
+    /// included).
+    #[arg(long, env = "CTI_REQUEST_TIMEOUT", default_value_t = Settings::REQUEST_TIMEOUT)]
+    pub request_timeout: u64,
+    /// Seconds a connection may wait for its next request (HTTP/1.1
+    /// keep-alive) or have no stream open (HTTP/2: then GOAWAY).
+    #[arg(long, env = "CTI_IDLE_TIMEOUT", default_value_t = Settings::IDLE_TIMEOUT)]
+    pub idle_timeout: u64,
+    /// Seconds after which a connection is closed gracefully, however busy.
+    #[arg(long, env = "CTI_MAX_CONNECTION_AGE", default_value_t = Settings::MAX_AGE)]
+    pub max_connection_age: u64,
+    /// Seconds a write may wait on a client that reads nothing.
+    #[arg(long, env = "CTI_WRITE_TIMEOUT", default_value_t = Settings::WRITE_TIMEOUT)]
+    pub write_timeout: u64,
+    /// Most open /api/stream listeners.
+    #[arg(long, env = "CTI_MAX_EVENT_STREAMS", default_value_t = stream::Caps::DEFAULT_TOTAL)]
+    pub max_event_streams: usize,
+    /// Most open /api/stream listeners per client /24 or /64.
+    #[arg(
+        long,
+        env = "CTI_MAX_EVENT_STREAMS_PER_NETWORK",
+        default_value_t = stream::Caps::DEFAULT_PER_NETWORK
+    )]
+    pub max_event_streams_per_network: usize,
+}
+
+impl ConnectionFlags {
+    pub fn settings(&self) -> Settings {
+        Settings {
+            max_connections: self.max_connections,
+            max_per_network: self.max_per_network,
+            max_per_address: self.max_per_source,
+            request_timeout: Duration::from_secs(self.request_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            max_age: Duration::from_secs(self.max_connection_age),
+            write_timeout: Duration::from_secs(self.write_timeout),
+        }
+    }
+
+    pub fn event_streams(&self) -> stream::Caps {
+        stream::Caps {
+            total: self.max_event_streams,
+            per_network: self.max_event_streams_per_network,
+        }
+    }
+}
 
 /// HTTP proxies in front, and the one header they write.
 #[derive(Debug, Clone, Args)]
@@ -63,6 +178,46 @@ impl ClaimLimits {
             per_net24_burst: self.net24_claim_burst,
         })
     }
+}
+
+impl ClaimLimits {
+    /// `apply` for every store opened later (through another core).
+    pub fn setup(&self) -> crate::game::StoreSetup {
+        let limits = self.clone();
+        crate::game::StoreSetup(std::sync::Arc::new(move |store| limits.apply(store)))
+    }
+}
+
+/// Runs `work` on a multi-threaded runtime after setting up logging; a
+/// failure is logged, printed as `NAME: message` and exits 1.
+pub fn main(
+    name: &str,
+    log_json: bool,
+    work: impl Future<Output = Result<(), String>>,
+) -> ExitCode {
+    init_logging(log_json);
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|runtime| runtime.block_on(work));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("{name}: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds the listening socket.
+pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAddr), String> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("listening on {addr}: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    Ok((listener, local))
 }
 
 /// Starts the operator-only metrics listener when `addr` is given.

@@ -3,24 +3,33 @@
 //! The `cti-server` binary serves it over plain HTTP/1.1 and h2c; `cti-edge`
 //! serves the same service behind TLS and the PROXY protocol.
 
+pub mod activity;
 pub mod assets;
+pub mod caps;
 pub mod checks;
 pub mod cidr;
 pub mod claim;
 pub mod cli;
 pub mod client_addr;
 pub mod compat;
-pub mod connections;
+pub mod conn;
 pub mod error;
 pub mod game;
+pub mod handover;
 pub mod http_cache;
+pub mod http_conn;
+pub mod listen;
 pub mod metrics;
 pub mod negotiate;
+pub mod notify;
+pub mod operator;
 pub mod query;
 pub mod responses;
+pub mod rewind;
 pub mod route;
 pub mod routes;
 pub mod stream;
+pub mod write_timeout;
 
 pub use cidr::Cidr;
 
@@ -48,6 +57,12 @@ pub struct Config {
     pub trusted_proxies: client_addr::TrustedProxies,
     /// The database file, for the store's size in `/statusz` and core swaps.
     pub db_path: Option<PathBuf>,
+    /// Connection caps and timeouts.
+    pub connections: conn::Settings,
+    /// Caps on `/api/stream` listeners.
+    pub event_streams: stream::Caps,
+    /// Applied to the store whenever it is opened again (a core swap).
+    pub store_setup: Option<game::StoreSetup>,
 }
 
 /// The state every connection shares.
@@ -56,8 +71,8 @@ pub struct App {
     pub config: Config,
     pub events: Arc<stream::Broadcaster>,
     pub requests: metrics::Requests,
-    /// Open client connections; each accept loop holds a guard per connection.
-    pub connections: connections::Connections,
+    /// Open client connections, their caps and settings.
+    pub connections: conn::Connections,
     pub started: Instant,
     json_cache: http_cache::JsonCache,
 }
@@ -66,15 +81,20 @@ impl App {
     /// Wraps an open store. Its commit events feed `/api/stream`; inside a
     /// tokio runtime this also starts the stream's pings.
     pub fn new(store: cti_ffi::Store, config: Config) -> Arc<App> {
-        let events = Arc::new(stream::Broadcaster::default());
+        let events = Arc::new(stream::Broadcaster::new(config.event_streams));
         let app = Arc::new(App {
-            game: game::Game::new(store, config.db_path.clone(), events.clone()),
-            config,
+            game: game::Game::new(
+                store,
+                config.db_path.clone(),
+                events.clone(),
+                config.store_setup.clone(),
+            ),
             events,
             requests: metrics::Requests::default(),
-            connections: connections::Connections::default(),
+            connections: conn::Connections::new(config.connections),
             started: Instant::now(),
             json_cache: http_cache::JsonCache::default(),
+            config,
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(ping(Arc::downgrade(&app)));
@@ -82,16 +102,17 @@ impl App {
         app
     }
 
-    /// The store, or 503 in the one case there is none: a core swap that
-    /// could reopen it with neither the new core nor the old.
+    /// The store, once a core swap in progress is over (requests wait for
+    /// it without holding a runtime thread); 503 in the one case there is
+    /// none: a swap or hand-over that could reopen it with no core.
+    pub async fn store_ready(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
+        self.game.store().await.ok_or_else(not_open)
+    }
+
+    /// The store now, without waiting; 503 also during a core swap. For
+    /// callers that must not wait (metrics); requests use `store_ready`.
     pub fn store(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
-        self.game.store().ok_or_else(|| {
-            error::ApiError::new(
-                hyper::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The game's store is not open.",
-            )
-        })
+        self.game.store_now().ok_or_else(not_open)
     }
 
     /// The store and the core serving it.
@@ -103,6 +124,33 @@ impl App {
     pub fn shutdown(&self) {
         self.events.close();
     }
+
+    /// Accepts on `listener` and runs `handle` on each connection until
+    /// `shutdown`; then ends the event streams and gives open connections
+    /// `grace` (see [`conn::Connections::accept`]).
+    pub async fn accept<H, F>(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+        handle: H,
+    ) where
+        H: Fn(tokio::net::TcpStream, SocketAddr, conn::Drain) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let stop = || self.shutdown();
+        self.connections
+            .accept(listener, shutdown, grace, stop, handle)
+            .await;
+    }
+}
+
+fn not_open() -> error::ApiError {
+    error::ApiError::new(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The game's store is not open.",
+    )
 }
 
 /// Keeps idle event streams (and proxies in between) from timing out.
@@ -150,45 +198,17 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
     grace: Duration,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use hyper_util::server::conn::auto;
-    let builder = auto::Builder::new(TokioExecutor::new());
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let open = app.connections.open();
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service(&app, Some(peer)));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    let _open = open;
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
+) {
+    let handle = |tcp, peer: SocketAddr, drain| {
+        let app = app.clone();
+        async move {
+            let proxies = &app.config.trusted_proxies.ranges;
+            let Ok(_source) = app.connections.admit(Some(peer.ip()), proxies) else {
+                return;
+            };
+            let service = service(&app, Some(peer));
+            app.connections.serve_http(tcp, None, service, drain).await;
         }
-    }
-    drop(listener);
-    app.shutdown();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; closing the remaining connections");
-    }
-    Ok(())
+    };
+    app.accept(listener, shutdown, grace, handle).await;
 }

@@ -82,7 +82,7 @@ async fn read(
 ) -> Result<Response<Body>, ApiError> {
     let headers = req.headers();
     let query = req.uri().query().unwrap_or("");
-    let store = app.store()?;
+    let store = app.store_ready().await?;
     let window = || param(query, "window");
     let shared = |json: String| {
         http_cache::respond(headers, app.json_cache.representation(json, READ_CACHING))
@@ -108,10 +108,13 @@ async fn read(
         }
         Route::Score(w) => shared(store.score_compat_json(w)?),
         Route::Recent => shared(store.recent_compat_json(COMPAT_RECENT)?),
-        Route::ApiStream => event_stream(app, req.method() == Method::HEAD)?,
+        Route::ApiStream => {
+            let client = client_addr::resolve(peer, headers, &app.config.trusted_proxies);
+            event_stream(app, client, req.method() == Method::HEAD)?
+        }
         Route::Healthz => health(app).await?,
         Route::Ip => compat::ip(app, peer, headers),
-        Route::Statusz => compat::statusz(app)?,
+        Route::Statusz => compat::statusz(app, &store)?,
         Route::Static { asset, canonical } => static_asset(headers, asset, canonical),
         Route::Claim { .. } | Route::ApiNotFound | Route::NotFound => {
             return Err(ApiError::not_found())
@@ -192,7 +195,7 @@ fn preflight(route: &Route<'_>, allow: &'static str) -> Response<Body> {
 }
 
 async fn health(app: &App) -> Result<Response<Body>, ApiError> {
-    let store = app.store()?;
+    let store = app.store_ready().await?;
     let result = tokio::task::spawn_blocking(move || store.health())
         .await
         .map_err(|_| {
@@ -211,12 +214,13 @@ async fn health(app: &App) -> Result<Response<Body>, ApiError> {
 
 /// Server-sent events; a `HEAD` gets the header fields without becoming a
 /// listener.
-fn event_stream(app: &App, head: bool) -> Result<Response<Body>, ApiError> {
+/// `client` is the listener's address, for the per-network cap on streams.
+fn event_stream(app: &App, client: Option<IpAddr>, head: bool) -> Result<Response<Body>, ApiError> {
     let body = if head {
         empty()
     } else {
         app.events
-            .subscribe()
+            .subscribe(client)
             .ok_or_else(|| {
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,

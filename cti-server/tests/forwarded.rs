@@ -2,41 +2,26 @@
 //! the operator names counts, read from the right, so a client cannot pick
 //! the address it claims by sending its own `Forwarded` or `X-Forwarded-For`.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+#[path = "support/running.rs"]
+mod running;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
-/// A running `cti-server`, killed when dropped.
-struct Server(Child, String);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(dir: &std::path::Path, args: &[&str]) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cti-server"))
-        .args(["--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.join("fwd.db"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line.split("http://").nth(1).expect("prints its URL");
-    let addr = addr.trim().trim_end_matches('/').to_string();
-    Server(child, addr)
+/// `cti-server` trusting 127.0.0.1 as its proxy, with `env`.
+fn start(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (running::Running, SocketAddr) {
+    let args = ["--listen", "127.0.0.1:0", "--db", "fwd.db"];
+    let args = [&args[..], &["--trusted-proxy", "127.0.0.1"]].concat();
+    let bin = env!("CARGO_BIN_EXE_cti-server");
+    let running = running::Running::start(bin, dir.path(), &args, env, &["serving http://"]);
+    let addr = running.addrs[0];
+    (running, addr)
 }
 
 /// The JSON answer to a claim sent with `headers`.
-fn claim(addr: &str, nick: &str, headers: &str) -> serde_json::Value {
+fn claim(addr: SocketAddr, nick: &str, headers: &str) -> serde_json::Value {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
@@ -55,67 +40,34 @@ fn behind_nginx_a_clients_own_forwarded_header_claims_nothing() {
     let dir = tempfile::tempdir().unwrap();
     // As behind nginx: the proxy (127.0.0.1 here) appends to X-Forwarded-For
     // and passes the client's Forwarded header through.
-    let s = start(dir.path(), &["--trusted-proxy", "127.0.0.1"]);
+    let (_s, addr) = start(&dir, &[]);
     let both = "Forwarded: for=8.8.8.8\r\nX-Forwarded-For: 203.0.113.9\r\n";
-    assert_eq!(claim(&s.1, "a", both)["ip"], "203.0.113.9");
+    assert_eq!(claim(addr, "a", both)["ip"], "203.0.113.9");
     // The client sent its own X-Forwarded-For; the proxy appended the real one.
     let stacked = "X-Forwarded-For: 8.8.4.4, 203.0.113.10\r\n";
-    assert_eq!(claim(&s.1, "b", stacked)["ip"], "203.0.113.10");
+    assert_eq!(claim(addr, "b", stacked)["ip"], "203.0.113.10");
     let split = "X-Forwarded-For: 8.8.4.4\r\nX-Forwarded-For: 203.0.113.11\r\n";
-    assert_eq!(claim(&s.1, "c", split)["ip"], "203.0.113.11");
+    assert_eq!(claim(addr, "c", split)["ip"], "203.0.113.11");
     // Only Forwarded: the named header is missing, so the proxy asked itself.
     assert_eq!(
-        claim(&s.1, "d", "Forwarded: for=8.8.8.8\r\n")["ip"],
+        claim(addr, "d", "Forwarded: for=8.8.8.8\r\n")["ip"],
         "127.0.0.1"
     );
     // A garbage hop where the client should be: no address, no claim.
-    let r = claim(&s.1, "e", "X-Forwarded-For: 8.8.8.8, nonsense\r\n");
+    let r = claim(addr, "e", "X-Forwarded-For: 8.8.8.8, nonsense\r\n");
     assert_eq!(r["error"], "no_client_address", "{r}");
 }
 
 #[test]
 fn the_operator_can_name_forwarded_or_x_real_ip() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(
-        dir.path(),
-        &[
-            "--trusted-proxy",
-            "127.0.0.1",
-            "--forwarded-header",
-            "forwarded",
-        ],
-    );
+    let (_s, addr) = start(&dir, &[("CTI_FORWARDED_HEADER", "forwarded")]);
     let both = "Forwarded: for=8.8.8.8, for=\"203.0.113.20:4000\"\r\nX-Forwarded-For: 8.8.4.4\r\n";
-    assert_eq!(claim(&s.1, "a", both)["ip"], "203.0.113.20");
-    drop(s);
+    assert_eq!(claim(addr, "a", both)["ip"], "203.0.113.20");
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cti-server"))
-        .env("CTI_FORWARDED_HEADER", "x-real-ip")
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--trusted-proxy",
-            "127.0.0.1",
-            "--db",
-        ])
-        .arg(dir.path().join("real.db"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches('/');
-    let s = Server(child, addr.to_string());
+    let (_s, addr) = start(&dir, &[("CTI_FORWARDED_HEADER", "x-real-ip")]);
     let both = "X-Real-IP: 203.0.113.21\r\nX-Forwarded-For: 8.8.4.4\r\n";
-    assert_eq!(claim(&s.1, "b", both)["ip"], "203.0.113.21");
+    assert_eq!(claim(addr, "b", both)["ip"], "203.0.113.21");
     let out = Command::new(env!("CARGO_BIN_EXE_cti-server"))
         .args(["--forwarded-header", "via"])
         .output()

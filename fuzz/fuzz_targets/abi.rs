@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     let s = if op & 0x80 != 0 { ptr::null() } else { store() };
     let mut out: *mut c_char = ptr::null_mut();
     unsafe {
-        let rc = match op % 8 {
+        let rc = match op % 12 {
             0 => cti_claim(s, a, b, &mut out),
             1 => cti_blocks_json(s, a, &mut out),
             2 => cti_ranks_json(s, a, &mut out),
@@ -77,7 +77,35 @@ fuzz_target!(|data: &[u8]| {
             4 => cti_user_json(s, a, b, &mut out),
             5 => cti_score_compat_json(s, c, &mut out),
             6 => cti_validate_nick(a),
-            _ => cti_recent_compat_json(s, 7, &mut out),
+            7 => cti_recent_compat_json(s, 7, &mut out),
+            8 => {
+                // Arbitrary new-name limits: taken only when every rate above
+                // 0 has a burst of at least 1, refused otherwise.
+                let n = rest.iter().take(4).copied().collect::<Vec<_>>();
+                let limits = CtiNickLimits {
+                    per_address_per_hour: u32::from(*n.first().unwrap_or(&0)),
+                    per_address_burst: u32::from(*n.get(1).unwrap_or(&0)),
+                    per_net24_per_hour: u32::from(*n.get(2).unwrap_or(&0)),
+                    per_net24_burst: u32::from(*n.get(3).unwrap_or(&0)),
+                };
+                cti_store_set_nick_limits(s, &limits)
+            }
+            9 => {
+                // Read-only opens never create or change a file.
+                let mut r = ptr::null_mut();
+                let rc = cti_store_open_readonly(a, &mut r);
+                assert_eq!(rc == CtiResult::Ok, !r.is_null());
+                cti_store_close(r);
+                rc
+            }
+            10 => {
+                let mut sub = ptr::null_mut();
+                let rc = cti_subscribe(s, None, ptr::null_mut(), &mut sub);
+                assert_eq!(rc, CtiResult::InvalidArgument, "a NULL callback");
+                assert!(sub.is_null());
+                rc
+            }
+            _ => cti_user_json(s, a, c, &mut out),
         };
         take(out, rc);
         let msg = cti_last_error();

@@ -2,7 +2,8 @@
 //! request target is parsed as hyper parses it, the nickname is taken from
 //! `/claim?name=` (form-decoded) or `/claim/` (percent-decoded), then checked by the core.
 //! Nothing panics; a decoded name agrees with the `percent-encoding` crate;
-//! a name the core accepts obeys the rules of DESIGN.md.
+//! a name the core accepts obeys the nickname rules (1-40 bytes of
+//! `A-Z a-z 0-9 @ / : . ^ + ! - _ *`).
 
 #![no_main]
 

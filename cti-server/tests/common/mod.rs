@@ -60,8 +60,7 @@ impl Server {
                     async { drop(stopped.await) },
                     Duration::from_secs(2),
                 )
-                .await
-                .unwrap();
+                .await;
             });
         });
         let (addr, app) = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();

@@ -1,24 +1,46 @@
-//! A stream that first replays bytes already read (what followed the PROXY
-//! header, or the bytes read to tell TLS from plain HTTP).
+//! A stream that first replays bytes already read: what followed a PROXY
+//! header, the bytes read to tell TLS from plain HTTP or HTTP/2 from
+//! HTTP/1.1, or what HTTP/1.1 had read past a request when it was parked.
 
+use bytes::{Buf, Bytes};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 pub struct Rewind<S> {
-    prefix: Vec<u8>,
-    pos: usize,
+    prefix: Bytes,
     inner: S,
 }
 
 impl<S> Rewind<S> {
-    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+    pub fn new(prefix: impl Into<Bytes>, inner: S) -> Self {
         Rewind {
-            prefix,
-            pos: 0,
+            prefix: prefix.into(),
             inner,
         }
+    }
+
+    /// Whether replayed bytes are still waiting.
+    pub fn has_prefix(&self) -> bool {
+        !self.prefix.is_empty()
+    }
+
+    /// Replays `bytes` first, before what is still waiting. They are
+    /// copied: `bytes` may be a small part of a large buffer (hyper's read
+    /// buffer), which must not stay allocated for them.
+    pub fn unread(&mut self, bytes: Bytes) {
+        if !bytes.is_empty() {
+            self.prefix = [&bytes[..], &self.prefix[..]].concat().into();
+        }
+    }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
     }
 }
 
@@ -28,14 +50,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if self.pos < self.prefix.len() {
-            let n = (self.prefix.len() - self.pos).min(buf.remaining());
-            let start = self.pos;
-            buf.put_slice(&self.prefix[start..start + n]);
-            self.pos += n;
-            if self.pos == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.pos = 0;
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                self.prefix = Bytes::new(); // frees the buffer it came in
             }
             return Poll::Ready(Ok(()));
         }
@@ -81,9 +101,12 @@ mod tests {
             .await
             .unwrap();
         drop(a);
-        let mut r = Rewind::new(b"hello ".to_vec(), b);
+        let mut r = Rewind::new(b"lo ".to_vec(), b);
+        r.unread(Bytes::from_static(b"hel"));
+        assert!(r.has_prefix());
         let mut s = String::new();
         r.read_to_string(&mut s).await.unwrap();
         assert_eq!(s, "hello world");
+        assert!(!r.has_prefix());
     }
 }
