@@ -37,18 +37,37 @@ const SCORE: std::ops::Range<usize> = 4..6;
 /// Samples are not recorded while this is the bucket (between weeks).
 pub const PAUSED: usize = usize::MAX;
 
+/// Where the time of slow reads (over [`SLOW_US`]) went, in microseconds
+/// summed over them: on a CPU, runnable but waiting for a CPU (the machine
+/// was busy), and neither (blocked: a lock, or the disk).
+#[derive(Default, Clone, Copy, Debug)]
+pub struct Split {
+    pub reads: u64,
+    pub cpu_us: f64,
+    pub queued_us: f64,
+    pub blocked_us: f64,
+}
+
+/// A read slower than this is counted in [`Split`].
+pub const SLOW_US: f64 = 1000.0;
+
 /// Read times of one stretch of the run, in microseconds.
 #[derive(Default, Clone)]
 pub struct Bucket {
     pub reads: [Vec<f64>; 6],
     /// Of `reads`, those that overlapped no `score` rendering.
     pub alone: [Vec<f64>; 6],
+    /// Of `reads`, the time each spent on a CPU: what the read itself cost,
+    /// without the waits for a CPU or a lock.
+    pub cpu: [Vec<f64>; 6],
     /// Reads right after the reader's own commit: never cached.
     pub fresh: [Vec<f64>; 6],
     /// Reads answered from the cached rendering.
     pub hits: [u64; 6],
     /// Size of the last answer, in bytes.
     pub bytes: [usize; 6],
+    /// Where the time of the slow reads (of `reads`) went.
+    pub slow: [Split; 6],
 }
 
 /// Where the readers put their samples: one bucket per stretch of the run.
@@ -106,8 +125,16 @@ impl Samples {
         } else {
             b.reads[q].push(read.us);
             b.hits[q] += u64::from(read.hit);
+            b.cpu[q].push(read.cpu_us);
             if read.alone {
                 b.alone[q].push(read.us);
+            }
+            if read.us > SLOW_US {
+                let s = &mut b.slow[q];
+                s.reads += 1;
+                s.cpu_us += read.cpu_us;
+                s.queued_us += read.queued_us;
+                s.blocked_us += (read.us - read.cpu_us - read.queued_us).max(0.0);
             }
         }
         b.bytes[q] = read.bytes;
@@ -130,6 +157,29 @@ struct Read {
     /// No `score` rendering ran meanwhile.
     alone: bool,
     bytes: usize,
+    /// Of `us`: time on a CPU, and time runnable but waiting for one.
+    cpu_us: f64,
+    queued_us: f64,
+}
+
+/// This thread's time on a CPU (`CLOCK_THREAD_CPUTIME_ID`, exact) and
+/// runnable but waiting on a run queue (`/proc/thread-self/schedstat`,
+/// counted when the thread gets a CPU back) so far, in microseconds.
+fn sched_us() -> (f64, f64) {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let cpu = ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3;
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let queued = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e3);
+    (cpu, queued)
 }
 
 /// How a reader paces itself.
@@ -194,7 +244,7 @@ impl Reader {
             let started = Instant::now();
             if self.samples.current() != PAUSED {
                 round += 1;
-                let fresh = round % self.pace.probe_every == 0;
+                let fresh = round.is_multiple_of(self.pace.probe_every);
                 if fresh {
                     self.commit_own(round);
                 }
@@ -209,7 +259,7 @@ impl Reader {
     /// A claim that changes the board (the address changes hands), so that
     /// every window's data has a new version when it returns.
     fn commit_own(&self, round: u64) {
-        let nick = if round / self.pace.probe_every % 2 == 0 {
+        let nick = if (round / self.pace.probe_every).is_multiple_of(2) {
             "probe-a"
         } else {
             "probe-b"
@@ -229,9 +279,11 @@ impl Reader {
             self.samples.score_begins();
         }
         let before = self.samples.score_mark();
+        let sched = sched_us();
         let started = Instant::now();
         let text = self.store.json(QUERIES[q].1).expect("a read");
         let us = started.elapsed().as_secs_f64() * 1e6;
+        let sched_after = sched_us();
         let after = self.samples.score_mark();
         if is_score {
             self.samples.score_ends();
@@ -247,6 +299,8 @@ impl Reader {
             hit,
             alone: !is_score && before == after && !before.1,
             bytes: text.len(),
+            cpu_us: sched_after.0 - sched.0,
+            queued_us: sched_after.1 - sched.1,
         };
         self.samples.record(bucket, q, read);
         *last = Some(text);

@@ -1,7 +1,7 @@
 //! What the bench writes: one CSV row per simulated week, the two calm
 //! first hours, an SVG chart, and the summary.
 
-use crate::reads::{Bucket, QUERIES};
+use crate::reads::{Bucket, Split, QUERIES, SLOW_US};
 use std::fmt::Write as _;
 
 /// One simulated week, measured.
@@ -53,7 +53,9 @@ fn latency_header(prefix: &str) -> String {
             h,
             ",{prefix}{q}_p50_us,{prefix}{q}_p99_us,{prefix}{q}_max_us,{prefix}{q}_reads,\
              {prefix}{q}_cached_share,{prefix}{q}_alone_p99_us,{prefix}{q}_alone_reads,\
-             {prefix}{q}_fresh_p50_us,{prefix}{q}_fresh_p99_us,{prefix}{q}_fresh_reads"
+             {prefix}{q}_fresh_p50_us,{prefix}{q}_fresh_p99_us,{prefix}{q}_fresh_reads,\
+             {prefix}{q}_cpu_p50_us,{prefix}{q}_cpu_p99_us,{prefix}{q}_slow_reads,{prefix}{q}_slow_cpu_us,{prefix}{q}_slow_queued_us,\
+             {prefix}{q}_slow_blocked_us"
         )
         .unwrap();
     }
@@ -65,9 +67,10 @@ fn latency_cells(b: &Bucket) -> String {
     for q in 0..QUERIES.len() {
         let (r, a, f) = (&b.reads[q], &b.alone[q], &b.fresh[q]);
         let cached = b.hits[q] as f64 / r.len().max(1) as f64;
+        let slow = &b.slow[q];
         write!(
             c,
-            ",{:.0},{:.0},{:.0},{},{:.3},{:.0},{},{:.0},{:.0},{}",
+            ",{:.0},{:.0},{:.0},{},{:.3},{:.0},{},{:.0},{:.0},{},{:.0},{:.0},{},{:.0},{:.0},{:.0}",
             quantile(r, 0.5),
             quantile(r, 0.99),
             quantile(r, 1.0),
@@ -77,11 +80,41 @@ fn latency_cells(b: &Bucket) -> String {
             a.len(),
             quantile(f, 0.5),
             quantile(f, 0.99),
-            f.len()
+            f.len(),
+            quantile(&b.cpu[q], 0.5),
+            quantile(&b.cpu[q], 0.99),
+            slow.reads,
+            slow.cpu_us,
+            slow.queued_us,
+            slow.blocked_us
         )
         .unwrap();
     }
     c
+}
+
+/// Where the slow reads of query `q` went, summed over `buckets`: one line.
+pub fn slow_line(buckets: &[&Bucket], q: usize) -> String {
+    let mut t = Split::default();
+    let mut reads = 0;
+    for b in buckets {
+        let s = &b.slow[q];
+        t.reads += s.reads;
+        t.cpu_us += s.cpu_us;
+        t.queued_us += s.queued_us;
+        t.blocked_us += s.blocked_us;
+        reads += b.reads[q].len();
+    }
+    let total = (t.cpu_us + t.queued_us + t.blocked_us).max(1e-9);
+    format!(
+        "    {:<12} {} of {reads} reads over {} ms: {:.0}% on a CPU, {:.0}% waiting for a CPU, {:.0}% blocked\n",
+        QUERIES[q].0,
+        t.reads,
+        SLOW_US / 1e3,
+        100.0 * t.cpu_us / total,
+        100.0 * t.queued_us / total,
+        100.0 * t.blocked_us / total
+    )
 }
 
 pub fn weeks_csv(weeks: &[Week]) -> String {
