@@ -81,9 +81,9 @@ pub fn year(weeks: &[Week], claims: u64, players: usize) -> String {
             ms,
         ),
         panel(
-            "Read p99, board, right after a commit",
+            "Read p99, board, time on a CPU (the read's own cost)",
             "ms",
-            board(weeks, |b, q| &b.fresh[q]),
+            board(weeks, |b, q| &b.cpu[q]),
             ms,
         ),
         panel(

@@ -18,7 +18,10 @@
 //! hours are paced (`--calm-secs` of wall time each) so that reads before
 //! any claim lapsed and reads while the hour window slides are measured at
 //! the same pace, enough of them to give a p99; week 1's claims per second
-//! counts from hour 3 on. Speed is reported, never asserted: the run fails
+//! counts from hour 3 on. Each read is also split into time on a CPU,
+//! time runnable but waiting for a CPU, and time blocked (a lock, the disk),
+//! so that a slow p99 on a busy 2-core machine says whether the core or the
+//! machine made it slow. Speed is reported, never asserted: the run fails
 //! only on a functional fault (a claim failing, `check()` finding the
 //! aggregates wrong, a missing CSV row).
 
@@ -195,6 +198,12 @@ fn main() {
         done: 0,
     };
     let calm_claims = [run.calm_hour(0), run.calm_hour(1)];
+    // Written now too, so that a long run stopped early keeps it.
+    write(
+        &run.args.out,
+        "first-hours.csv",
+        &report::first_hours_csv(&run.samples.get(0), &run.samples.get(1), calm_claims),
+    );
     let mut done_weeks: Vec<Week> = Vec::with_capacity(weeks);
     for w in 0..weeks {
         done_weeks.push(run.week(w));

@@ -162,24 +162,27 @@ struct Read {
     queued_us: f64,
 }
 
-/// This thread's time on a CPU (`CLOCK_THREAD_CPUTIME_ID`, exact) and
-/// runnable but waiting on a run queue (`/proc/thread-self/schedstat`,
-/// counted when the thread gets a CPU back) so far, in microseconds.
-fn sched_us() -> (f64, f64) {
+/// This thread's time on a CPU so far (`CLOCK_THREAD_CPUTIME_ID`, exact),
+/// in microseconds.
+fn cpu_us() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `ts` is a valid timespec to write into.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    let cpu = ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3;
+    ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// This thread's time runnable but waiting on a run queue so far, in
+/// microseconds (`/proc/thread-self/schedstat`, counted when the thread
+/// gets a CPU back).
+fn queued_us() -> f64 {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let queued = text
-        .split_whitespace()
+    text.split_whitespace()
         .nth(1)
         .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |ns| ns / 1e3);
-    (cpu, queued)
+        .map_or(0.0, |ns| ns / 1e3)
 }
 
 /// How a reader paces itself.
@@ -279,11 +282,15 @@ impl Reader {
             self.samples.score_begins();
         }
         let before = self.samples.score_mark();
-        let sched = sched_us();
+        // The CPU clock next to the wall clock on both sides, so that the
+        // reads of /proc are in neither.
+        let queued = queued_us();
+        let cpu = cpu_us();
         let started = Instant::now();
         let text = self.store.json(QUERIES[q].1).expect("a read");
         let us = started.elapsed().as_secs_f64() * 1e6;
-        let sched_after = sched_us();
+        let cpu_after = cpu_us();
+        let queued_after = queued_us();
         let after = self.samples.score_mark();
         if is_score {
             self.samples.score_ends();
@@ -299,8 +306,8 @@ impl Reader {
             hit,
             alone: !is_score && before == after && !before.1,
             bytes: text.len(),
-            cpu_us: sched_after.0 - sched.0,
-            queued_us: sched_after.1 - sched.1,
+            cpu_us: cpu_after - cpu,
+            queued_us: queued_after - queued,
         };
         self.samples.record(bucket, q, read);
         *last = Some(text);
