@@ -239,8 +239,18 @@ mod tests {
         let tls = Tls::new(Some(files.clone())).unwrap();
         let first = tls.fingerprint();
         assert!(!tls.reload_if_changed().unwrap(), "unchanged files");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        // A rewrite within the same clock tick keeps the modification time:
+        // set a later one rather than wait for the clock.
+        let stamp = std::fs::metadata(&files.cert).unwrap().modified().unwrap();
         write("two.test");
+        for path in [&files.cert, &files.key] {
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(stamp + std::time::Duration::from_secs(1))
+                .unwrap();
+        }
         assert!(tls.reload_if_changed().unwrap());
         assert_ne!(tls.fingerprint(), first);
         std::fs::write(&files.key, "not a key").unwrap();

@@ -371,7 +371,10 @@ impl TryCloneStd for tokio::net::TcpStream {
     /// A blocking view of the same socket, not closed on drop.
     fn try_clone_std(&self) -> std::mem::ManuallyDrop<std::net::TcpStream> {
         use std::os::fd::{AsRawFd, FromRawFd};
-        std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.as_raw_fd()) })
+        // SAFETY: the descriptor is open for as long as `self` is, and the
+        // view is never dropped (ManuallyDrop), so it is closed once, by `self`.
+        let view = unsafe { std::net::TcpStream::from_raw_fd(self.as_raw_fd()) };
+        std::mem::ManuallyDrop::new(view)
     }
 }
 
