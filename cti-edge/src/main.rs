@@ -57,7 +57,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::main("cti-edge", args.common.log_json, run(args))
 }
 

@@ -28,6 +28,8 @@ fn help_lists_every_flag_with_its_environment_variable() {
         ("--grace", "CTI_GRACE"),
         ("--access-log", "CTI_ACCESS_LOG"),
         ("--claims-per-minute", "CTI_CLAIMS_PER_MINUTE"),
+        ("--new-names-per-hour", "CTI_NEW_NAMES_PER_HOUR"),
+        ("--net24-new-name-burst", "CTI_NET24_NEW_NAME_BURST"),
     ] {
         assert!(help.contains(flag), "{flag} missing:\n{help}");
         assert!(
@@ -73,5 +75,10 @@ fn check_config_accepts_good_settings_and_names_the_bad_ones() {
     assert!(
         !ok && text.contains("--tls-key"),
         "a certificate needs its key: {text}"
+    );
+    let (ok, text) = check_config(dir, &["--net24-new-name-burst", "0"]);
+    assert!(
+        !ok && text.contains("new names per /24"),
+        "a rate without a burst: {text}"
     );
 }

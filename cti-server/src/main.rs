@@ -21,7 +21,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     cli::main("cti-server", args.common.log_json, run(args))
 }
 

@@ -100,6 +100,12 @@ fn read_api_shapes() {
     assert_eq!(recent["claims"].as_array().unwrap().len(), 1);
     assert_eq!(recent["claims"][0]["name"], "bob");
     assert_eq!(s.get("/api/recent?limit=x", &[]).status, 400);
+    // Past what the core keeps, or past u32: the core caps the length.
+    for big in ["501", "99999999999999999999"] {
+        let r = s.get(&format!("/api/recent?limit={big}"), &[]);
+        assert_eq!(r.status, 200, "limit={big}");
+        assert_eq!(r.json()["claims"].as_array().unwrap().len(), 1);
+    }
     let blocks = s.get("/api/blocks", &[]).json();
     assert_eq!(blocks["blocks"].as_array().unwrap().len(), 256);
     assert_eq!(blocks["blocks"][127]["holder"], "bob");
