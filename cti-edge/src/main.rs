@@ -72,9 +72,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     // SAFETY: no other thread exists yet (both change the environment).
     let inherited = unsafe { Inherited::take() }.map_err(|e| e.to_string());
+    // SAFETY: still the only thread.
     let predecessor = unsafe { Predecessor::take() };
     let log_json = args.common.log_json;
     let work = async move { run(args, inherited?, predecessor?).await };

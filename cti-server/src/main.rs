@@ -22,7 +22,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     // SAFETY: no other thread exists yet.
     let inherited = unsafe { Inherited::take() };
     cli::main("cti-server", args.common.log_json, run(args, inherited))
