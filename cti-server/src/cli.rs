@@ -42,7 +42,7 @@ impl Common {
             .map_err(|e| format!("opening {}: {e}", self.db.display()))?;
         self.limits
             .apply(&store)
-            .map_err(|e| format!("setting the limits: {e}"))?;
+            .map_err(|e| e.to_string())?;
         Ok(store)
     }
 
@@ -227,8 +227,18 @@ impl ClaimLimits {
                 *value(&mut limits) = given;
             }
         }
-        store.set_limits(limits.0)?;
-        store.set_nick_limits(limits.1)
+        let context = |what: &'static str| {
+            move |mut e: cti_ffi::Error| {
+                e.message = format!("{what}: {}", e.message);
+                e
+            }
+        };
+        store
+            .set_limits(limits.0)
+            .map_err(context("setting claim limits"))?;
+        store
+            .set_nick_limits(limits.1)
+            .map_err(context("setting limits on new names"))
     }
 }
 
