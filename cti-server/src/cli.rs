@@ -40,9 +40,7 @@ impl Common {
     pub fn open_store(&self) -> Result<cti_ffi::Store, String> {
         let store = cti_ffi::Store::open(&self.db)
             .map_err(|e| format!("opening {}: {e}", self.db.display()))?;
-        self.limits
-            .apply(&store)
-            .map_err(|e| e.to_string())?;
+        self.limits.apply(&store).map_err(|e| e.to_string())?;
         Ok(store)
     }
 
