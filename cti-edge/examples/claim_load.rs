@@ -11,17 +11,12 @@
 //! limits off (`--claims-per-minute 0 --net24-claims-per-minute 0`) to measure
 //! the commit path rather than the limiter.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use rustls::pki_types::ServerName;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use test_kit::client::{self, Sender, Transport};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -76,32 +71,20 @@ async fn one_connection(
     index: u32,
     tally: &Tally,
 ) -> Result<(), String> {
+    let client = SocketAddr::new(source(index).into(), 40000);
+    let header = test_kit::proxy::v2_proxy(client, args.target, &[]);
     let connecting = Instant::now();
-    let mut send = open(
-        args.target,
-        args.bind,
-        config,
-        &common::proxy_v2(source(index).into(), args.target),
-    )
-    .await?;
+    let mut send = open(args.target, args.bind, config, &header).await?;
     let mut latencies = Vec::with_capacity(args.per_connection as usize);
     for k in 0..args.per_connection {
         let nick = format!("load{}", (index + k) % args.nicks);
         let last = k + 1 == args.per_connection;
-        let req = hyper::Request::get(format!("/claim?name={nick}"))
-            .header("host", "localhost")
-            .header("accept", "application/json")
-            .header("connection", if last { "close" } else { "keep-alive" })
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
+        let connection = if last { "close" } else { "keep-alive" };
+        let headers = [("accept", "application/json"), ("connection", connection)];
         let started = Instant::now();
-        send.ready().await.map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = send.get(&format!("/claim?name={nick}"), &headers).await?;
         let ok = resp.status().is_success();
-        resp.into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        client::body(resp).await?;
         latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
         if k == 0 {
             let waited = connecting.elapsed().as_micros() as u64;
@@ -124,24 +107,9 @@ async fn open(
     bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
     header: &[u8],
-) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, String> {
-    let socket = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-    if let Some(ip) = bind {
-        socket
-            .bind(SocketAddr::new(ip.into(), 0))
-            .map_err(|e| e.to_string())?;
-    }
-    let mut tcp = socket.connect(target).await.map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).ok();
-    tcp.write_all(header).await.map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+) -> Result<Sender, String> {
+    let from = bind.map(IpAddr::V4);
+    let (send, _) = client::connect(target, from, header, Transport::Tls(config)).await?;
     Ok(send)
 }
 
@@ -160,36 +128,20 @@ async fn claimed_addresses(
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<u64, String> {
     // A LOCAL header: reads need no client address.
-    let mut local = cti_edge::proxy::V2_SIGNATURE.to_vec();
-    local.extend_from_slice(&[0x20, 0x00, 0, 0]);
-    let mut send = open(target, bind, config, &local).await?;
-    let req = hyper::Request::get("/api/blocks")
-        .header("host", "localhost")
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let body = send
-        .send_request(req)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let mut send = open(target, bind, config, &test_kit::proxy::v2_local()).await?;
+    let (_, body) = send.fetch("/api/blocks").await?;
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    Ok(v["blocks"]
-        .as_array()
-        .ok_or("no blocks in /api/blocks")?
-        .iter()
-        .filter_map(|b| b["total"].as_u64())
-        .sum())
+    if !v["blocks"].is_array() {
+        return Err(format!("no blocks in /api/blocks: {v}"));
+    }
+    Ok(test_kit::total_claims(&v))
 }
 
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
     // Every synthetic client is a new client: no session resumption.
-    let config = common::client_config(&[b"http/1.1"]);
+    let config = test_kit::tls::load_client(&[b"http/1.1"]);
     let before = claimed_addresses(args.target, args.bind, &config).await?;
 
     let tally = Arc::new(Tally::default());

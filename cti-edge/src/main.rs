@@ -72,9 +72,10 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     // SAFETY: no other thread exists yet (both change the environment).
     let inherited = unsafe { Inherited::take() }.map_err(|e| e.to_string());
+    // SAFETY: still the only thread.
     let predecessor = unsafe { Predecessor::take() };
     let log_json = args.common.log_json;
     let work = async move { run(args, inherited?, predecessor?).await };
@@ -110,14 +111,11 @@ async fn run(
         );
         return Ok(());
     }
-    let (listener, local) = inherited
-        .service(args.listen)
+    let bound = inherited
+        .listeners(args.listen, common.metrics)
         .await
         .map_err(|e| e.to_string())?;
-    let operator = inherited
-        .operator(common.metrics)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ((listener, local), operator) = (bound.service, bound.operator);
     let timeout = Duration::from_secs(args.upgrade_timeout);
     let store = match predecessor.as_mut() {
         // Replacing a running edge: everything else is in place; the store

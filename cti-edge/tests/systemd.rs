@@ -4,9 +4,6 @@
 //! passed the `LISTEN_FDS` way (socket activation), and the unit files
 //! checked by `systemd-analyze verify` where it exists.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-
 #[path = "support/upgrading.rs"]
 mod upgrading;
 
@@ -96,10 +93,11 @@ fn a_passed_socket_is_served_and_a_bad_one_refused() {
         .unwrap();
     // Connections made before the edge is up wait in the backlog.
     let answered = runtime.block_on(async {
-        let config = common::client_config(&[b"http/1.1"]);
-        let (mut sender, _) = common::connect(addr, None, &[], common::Transport::Tls(&config))
-            .await
-            .unwrap();
+        let config = test_kit::tls::load_client(&[b"http/1.1"]);
+        let (mut sender, _) =
+            test_kit::client::connect(addr, None, &[], test_kit::client::Transport::Tls(&config))
+                .await
+                .unwrap();
         sender.fetch("/api/ip").await.unwrap()
     });
     assert_eq!(answered.0, 200);

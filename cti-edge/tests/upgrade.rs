@@ -4,9 +4,6 @@
 //! same load (SIGUSR1 and `POST /admin/reexec`); new processes that fail,
 //! before and after the store is handed over; socket activation.
 
-#[path = "../examples/common/mod.rs"]
-mod common;
-
 #[path = "../../cti-ffi/tests/support/cores.rs"]
 mod cores;
 

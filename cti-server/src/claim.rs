@@ -71,7 +71,7 @@ async fn commit_claim(
 ) -> Result<Claimed, ApiError> {
     let nick = nick?;
     let ip = client_addr::resolve(peer, headers, &app.config.trusted_proxies)
-        .map(client_addr::canonical)
+        .map(|ip| ip.to_string())
         .ok_or_else(client_addr::no_address)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The core answers from its own thread after the commit: no runtime

@@ -25,7 +25,10 @@ const RETRY_LOCKED: Duration = Duration::from_millis(2);
 /// Sets a freshly opened store up as the operator asked (claim limits), so
 /// that a store reopened through another core behaves as the first one did.
 #[derive(Clone)]
-pub struct StoreSetup(pub Arc<dyn Fn(&Store) -> Result<(), cti_ffi::Error> + Send + Sync>);
+pub struct StoreSetup(pub Arc<SetupFn>);
+
+/// What a [`StoreSetup`] runs on each store opened.
+pub type SetupFn = dyn Fn(&Store) -> Result<(), cti_ffi::Error> + Send + Sync;
 
 impl std::fmt::Debug for StoreSetup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

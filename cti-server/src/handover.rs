@@ -122,10 +122,11 @@ impl Predecessor {
             .and_then(|v| v.parse().ok())
             .filter(|fd| *fd >= 3)
             .ok_or_else(|| format!("{ENV}={value:?} is not a descriptor"))?;
-        // SAFETY: fstat on any number is harmless.
+        // SAFETY: `stat` is plain old data; all zeroes is a valid value.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let is_socket =
-            unsafe { libc::fstat(fd, &mut st) } == 0 && st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
+        // SAFETY: fstat on any number is harmless; `st` is ours to fill.
+        let fstat_ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        let is_socket = fstat_ok && st.st_mode & libc::S_IFMT == libc::S_IFSOCK;
         if !is_socket {
             return Err(format!("{ENV}={fd} is not an open socket"));
         }

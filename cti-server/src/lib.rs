@@ -48,9 +48,6 @@ use std::time::{Duration, Instant};
 /// Response body of every route (an event stream never fails either).
 pub type Body = BoxBody<Bytes, Infallible>;
 
-/// Most recent claims `/api/recent` gives.
-pub const RECENT_MAX: u32 = 500;
-
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// HTTP proxies whose forwarding header (the one named) is believed.

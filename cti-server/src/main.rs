@@ -22,7 +22,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = cli::parse::<Args>();
     // SAFETY: no other thread exists yet.
     let inherited = unsafe { Inherited::take() };
     cli::main("cti-server", args.common.log_json, run(args, inherited))
@@ -32,14 +32,11 @@ async fn run(args: Args, inherited: Result<Inherited, ListenError>) -> Result<()
     let mut inherited = inherited.map_err(|e| e.to_string())?;
     let common = &args.common;
     let store = common.open_store()?;
-    let (listener, local) = inherited
-        .service(args.listen)
+    let bound = inherited
+        .listeners(args.listen, common.metrics)
         .await
         .map_err(|e| e.to_string())?;
-    let operator = inherited
-        .operator(common.metrics)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ((listener, local), operator) = (bound.service, bound.operator);
     let app = App::new(store, common.config());
     let for_metrics = app.clone();
     let render = Arc::new(move || cti_server::metrics::render(&for_metrics));

@@ -90,7 +90,7 @@ async fn read(
     Ok(match *route {
         Route::ApiIp => {
             let ip = client_addr::resolve(peer, headers, &app.config.trusted_proxies)
-                .map(client_addr::canonical)
+                .map(|ip| ip.to_string())
                 .ok_or_else(client_addr::no_address)?;
             with_type(
                 StatusCode::OK,
@@ -98,9 +98,8 @@ async fn read(
                 serde_json::json!({ "ip": ip }).to_string(),
             )
         }
-        Route::ApiRecent => {
-            shared(store.recent_json(query::limit(query, 50, crate::RECENT_MAX)?)?)
-        }
+        // The core caps the length: its limit is not repeated here.
+        Route::ApiRecent => shared(store.recent_json(query::limit(query, 50)?)?),
         Route::ApiBlocks => shared(store.blocks_json(window()?.as_deref())?),
         Route::ApiRanks => shared(store.ranks_json(window()?.as_deref())?),
         Route::ApiUser(raw) => {

@@ -7,7 +7,6 @@
 
 #![allow(dead_code)] // each test file takes what it needs
 
-use crate::common::{self, proxy_v2, Transport};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,6 +14,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use test_kit::client::Transport;
 
 /// A running edge (and the processes its re-execs started), stopped when
 /// dropped.
@@ -301,7 +301,7 @@ impl Load {
                 .build()
                 .unwrap();
             runtime.block_on(async move {
-                let config = common::client_config(&[b"http/1.1"]);
+                let config = test_kit::tls::load_client(&[b"http/1.1"]);
                 let workers: Vec<_> = (0..clients)
                     .map(|i| {
                         let (t, s, config) = (t.clone(), s.clone(), config.clone());
@@ -370,8 +370,8 @@ async fn client(
     let path = format!("/claim?name={}", nick(i));
     let mut k = 0u32;
     'connections: while !stop.load(Relaxed) {
-        let (mut sender, mut ended) =
-            match common::connect(edge, None, &header, Transport::Tls(config)).await {
+        let (mut sender, ended) =
+            match test_kit::client::connect(edge, None, &header, Transport::Tls(config)).await {
                 Ok(c) => c,
                 Err(e) => {
                     tally.refused.fetch_add(1, Relaxed);
@@ -429,7 +429,7 @@ async fn client(
                 tally.reconnects.fetch_add(1, Relaxed);
                 continue 'connections;
             }
-            if ended.try_recv().is_ok() {
+            if ended.is_finished() {
                 tally.dropped.fetch_add(1, Relaxed);
                 tally
                     .failed
@@ -440,4 +440,9 @@ async fn client(
             }
         }
     }
+}
+
+/// A PROXY v2 header that says the client is `src` (port 40000).
+fn proxy_v2(src: IpAddr, dst: SocketAddr) -> Vec<u8> {
+    test_kit::proxy::v2_proxy(SocketAddr::new(src, 40000), dst, &[])
 }
