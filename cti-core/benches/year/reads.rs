@@ -255,7 +255,11 @@ impl Reader {
                     self.read(q, fresh, &mut last[q]);
                 }
             }
-            std::thread::sleep(self.pace.every.saturating_sub(started.elapsed()));
+            // In short steps, so that stopping does not wait out a 30 s pace.
+            while !self.stop.load(Ordering::Acquire) && started.elapsed() < self.pace.every {
+                let left = self.pace.every.saturating_sub(started.elapsed());
+                std::thread::sleep(left.min(Duration::from_millis(50)));
+            }
         }
     }
 
