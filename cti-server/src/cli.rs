@@ -297,22 +297,6 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
     Ok((listener, local))
 }
 
-/// Starts the operator-only metrics listener when `addr` is given.
-pub async fn metrics_listener(
-    addr: Option<std::net::SocketAddr>,
-    render: std::sync::Arc<dyn Fn() -> String + Send + Sync>,
-) -> Result<(), String> {
-    let Some(addr) = addr else { return Ok(()) };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("metrics on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("metrics on http://{local}/metrics");
-    println!("metrics: http://{local}/metrics");
-    tokio::spawn(crate::metrics::serve(listener, render));
-    Ok(())
-}
-
 /// Logs to stderr, human-readable or as JSON lines; `RUST_LOG` filters.
 pub fn init_logging(json: bool) {
     let filter =
