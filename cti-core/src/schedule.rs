@@ -20,6 +20,12 @@ pub const LANE_CAP: usize = 65_536;
 pub const MISS_LOAD: usize = 4_096;
 /// Claims read at once when topping a lane up ahead of need.
 pub const REFILL_LOAD: usize = 16_384;
+/// A lane with fewer claims than this in memory is topped up whenever they
+/// lapse, so that how far ahead it reads follows the claim rate, not only
+/// the clock: at thousands of claims a second a few minutes of them run out
+/// between two looks of the publisher, and the read that then finds the lane
+/// dry would read the database itself.
+pub const LOW_WATER: usize = REFILL_LOAD;
 
 /// `next_unloaded` when no current claim lies beyond `loaded`.
 const NONE: Micros = Micros::MAX;
@@ -152,12 +158,14 @@ impl Lane {
         }
     }
 
-    /// Whether to read ahead: claims beyond `loaded` may lapse before
-    /// `now + ahead` and there is room.
-    pub fn wants_more(&self, now: Micros, ahead: Micros) -> bool {
+    /// Whether to read ahead: there are claims beyond `loaded`, there is
+    /// room, and either they may lapse before `now + ahead` or the lane holds
+    /// fewer than `low_water` claims.
+    pub fn wants_more(&self, now: Micros, ahead: Micros, low_water: usize) -> bool {
         self.next_unloaded != NONE
             && self.entries.len() < LANE_CAP
-            && self.next_unloaded.saturating_add(self.length) <= now.saturating_add(ahead)
+            && (self.entries.len() < low_water
+                || self.next_unloaded.saturating_add(self.length) <= now.saturating_add(ahead))
     }
 
     pub fn len(&self) -> usize {

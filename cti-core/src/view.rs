@@ -115,6 +115,14 @@ impl View {
         self.names.get(&id).map_or("?", |n| n)
     }
 
+    /// The name of `id`, shared (a rendering may keep it past the view's lock).
+    pub fn shared_name(&self, id: PlayerId) -> Arc<str> {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Arc::from("?"))
+    }
+
     pub fn id(&self, name: &str) -> Option<PlayerId> {
         self.ids.get(name).copied()
     }
@@ -257,12 +265,17 @@ impl View {
         }
     }
 
-    /// What a lane should read next to stay ahead of `now` by `ahead`:
-    /// (lane, after, upto).
-    pub fn wants_more(&self, now: Micros, ahead: Micros) -> Option<(usize, i64, i64)> {
+    /// What a lane should read next to stay ahead of `now` by `ahead`, or
+    /// to hold `low_water` claims: (lane, after, upto).
+    pub fn wants_more(
+        &self,
+        now: Micros,
+        ahead: Micros,
+        low_water: usize,
+    ) -> Option<(usize, i64, i64)> {
         self.lanes
             .iter()
-            .position(|l| l.wants_more(now, ahead))
+            .position(|l| l.wants_more(now, ahead, low_water))
             .map(|i| (i, self.lanes[i].loaded, self.last_seq))
     }
 
