@@ -146,13 +146,13 @@ impl Reader {
             let Some(((lane, after, upto), commits)) = wanted else {
                 return;
             };
-            let rows = lock(&self.db).current_between(after, upto, REFILL_LOAD + 1);
-            let Ok(rows) = rows else {
+            let read = lock(&self.db).current_between(after, upto, REFILL_LOAD + 1);
+            let Ok(read) = read else {
                 self.load_errors.fetch_add(1, Ordering::Relaxed);
                 return;
             };
             let mut view = self.write();
-            view.fill(lane, after, commits, rows, REFILL_LOAD);
+            view.fill(lane, after, commits, read, REFILL_LOAD);
             self.due.store(view.due(), Ordering::Release);
         }
     }

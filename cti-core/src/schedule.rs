@@ -67,6 +67,13 @@ pub struct Lane {
     /// Time of the first current claim after `loaded`: a lower bound, or
     /// `UNKNOWN`, or `NONE` when the lane is complete up to the newest claim.
     next_unloaded: Micros,
+    /// Reads made while the database held commits the view had not applied
+    /// yet: (after, up to, newest seq in the database). The writer commits
+    /// before the readers apply, so a claim in such a range that one of
+    /// those commits replaced was already gone from the rows: the lane never
+    /// lapses it, and when its replacement is applied the window must still
+    /// take it out ([`Lane::missed`]).
+    ahead: Vec<(i64, i64, i64)>,
 }
 
 /// A lane needs claims from the database before it can slide further.
@@ -82,6 +89,7 @@ impl Lane {
             cursor,
             loaded: cursor,
             next_unloaded: if cursor < last_seq { UNKNOWN } else { NONE },
+            ahead: Vec::new(),
         }
     }
 
@@ -108,6 +116,22 @@ impl Lane {
             return Err(NeedLoad);
         }
         Ok(())
+    }
+
+    /// Whether claim `seq`, replaced by claim `by`, is behind the cursor
+    /// without having lapsed: it was missing from a read made after `by`
+    /// was committed (see `ahead`).
+    pub fn missed(&self, seq: i64, by: i64) -> bool {
+        seq <= self.cursor
+            && self
+                .ahead
+                .iter()
+                .any(|&(after, upto, newest)| after < seq && seq <= upto && by <= newest)
+    }
+
+    /// The view has applied every commit up to `last_seq`.
+    pub fn caught_up(&mut self, last_seq: i64) {
+        self.ahead.retain(|&(_, _, newest)| newest > last_seq);
     }
 
     /// Forgets a replaced claim. True when the window still counted it.
@@ -140,7 +164,9 @@ impl Lane {
     /// Takes claims read from the database: the current claims after
     /// `loaded`, oldest first, at most `limit` of them followed (when there
     /// were more) by the first one beyond, up to `last` (the newest seq).
-    pub fn fill(&mut self, mut rows: Vec<ClaimRow>, limit: usize, last: i64) {
+    /// `newest` is the newest seq the database held when it read them.
+    pub fn fill(&mut self, mut rows: Vec<ClaimRow>, limit: usize, last: i64, newest: i64) {
+        let after = self.loaded;
         let beyond = (rows.len() > limit).then(|| rows.split_off(limit));
         let first_beyond = beyond.as_ref().and_then(|b| b.first());
         for r in rows.iter().filter(|r| r.seq > self.loaded) {
@@ -155,6 +181,9 @@ impl Lane {
                 self.loaded = last.max(self.loaded);
                 self.next_unloaded = NONE;
             }
+        }
+        if newest > last && self.loaded > after {
+            self.ahead.push((after, self.loaded, newest));
         }
     }
 
@@ -221,7 +250,7 @@ mod tests {
         let mut lane = Lane::new(Window::Hour, 0, 5);
         assert_eq!(lane.due(), Micros::MIN.saturating_add(H));
         assert_eq!(lane.pop_due(0, &mut Vec::new()), Err(NeedLoad));
-        lane.fill(vec![row(1, 10), row(3, 30), row(4, 40)], 2, 5);
+        lane.fill(vec![row(1, 10), row(3, 30), row(4, 40)], 2, 5, 5);
         assert_eq!((lane.loaded, lane.len()), (3, 2));
         assert_eq!(lane.due(), 10 + H);
         let mut out = Vec::new();
@@ -230,7 +259,7 @@ mod tests {
             Err(NeedLoad),
             "row 4 is not loaded"
         );
-        lane.fill(vec![row(4, 40)], 2, 5);
+        lane.fill(vec![row(4, 40)], 2, 5, 5);
         assert_eq!(lane.pop_due(40 + H, &mut out), Ok(()));
         assert_eq!(out.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3, 4]);
         assert_eq!(lane.due(), Micros::MAX);

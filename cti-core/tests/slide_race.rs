@@ -10,8 +10,8 @@
 //! callbacks run on the publishing thread) while the writer commits a steal
 //! of a claim the hour window has not read yet, and a read slides the hour
 //! window past it: block 90 then counts 2 addresses in the hour instead of 1,
-//! and `check()` reports the readers' tallies wrong. Ignored until the core
-//! is fixed; `cargo test -p cti-core --test slide_race -- --ignored` shows it.
+//! and `check()` reported the readers' tallies wrong. The lanes now remember
+//! reads made ahead of the view (`schedule::Lane::missed`).
 
 use cti_core::{Limits, ManualClock, NickLimits, Store, Window};
 use std::sync::mpsc;
@@ -54,9 +54,6 @@ fn hour_total(store: &Store) -> u64 {
 }
 
 #[test]
-#[ignore = "fails until the core is fixed: the view never lapses a claim replaced by a commit \
-            it had not applied when it read the schedule (see the header); \
-            run with --ignored"]
 fn a_claim_replaced_while_the_view_lags_still_leaves_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("g.db");
