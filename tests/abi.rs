@@ -55,8 +55,10 @@ fn every_declared_function_resolves() {
         functions.len() >= 15,
         "parsed too few functions: {functions:?}"
     );
+    // SAFETY: the built core; loading it runs no initialiser of its own.
     let lib = unsafe { Library::new(cti::core_library()) }.expect("load libcti_core.so");
     for f in &functions {
+        // SAFETY: only the address is looked at, never called.
         let sym: Result<Symbol<*const ()>, _> = unsafe { lib.get(f.as_bytes()) };
         assert!(sym.is_ok(), "{f} is declared but not exported");
     }
@@ -161,13 +163,19 @@ fn exports_are_exactly_the_declared_functions() {
 #[test]
 fn result_codes_in_the_header_are_what_the_library_returns() {
     let h = header();
+    // SAFETY: as above.
     let lib = unsafe { Library::new(cti::core_library()) }.unwrap();
     type Validate = unsafe extern "C" fn(*const c_char) -> c_int;
     type Ranks = unsafe extern "C" fn(*const (), *const c_char, *mut *mut c_char) -> c_int;
+    // SAFETY: the type is the function's in the header.
     let validate: Symbol<Validate> = unsafe { lib.get(b"cti_validate_nick") }.unwrap();
+    // SAFETY: as above.
     let ranks: Symbol<Ranks> = unsafe { lib.get(b"cti_ranks_json") }.unwrap();
+    // SAFETY: as above.
     let last_error: Symbol<unsafe extern "C" fn() -> *const c_char> =
         unsafe { lib.get(b"cti_last_error") }.unwrap();
+    // SAFETY: the calls pass what the header allows (NULL included, which
+    // is refused); `last_error` gives a string valid until the next call.
     unsafe {
         assert_eq!(validate(c"fine".as_ptr()), enum_value(&h, "CTI_RESULT_OK"));
         assert_eq!(

@@ -11,8 +11,6 @@
 //! handles, fork, what a callback may call) open the header: they are written
 //! once, in `cbindgen.toml`'s `header`.
 
-#![deny(unsafe_op_in_unsafe_fn)]
-
 use crate::error::Error;
 use crate::render::{self, ClaimJson};
 use crate::window::Window;

@@ -113,8 +113,10 @@ pub struct Writer {
 
 /// The writer's own state, as of its last commit (persisted).
 struct Staged {
-    /// Live players by name (others are looked up in the database).
+    /// Live players by name (others are looked up in the database), and
+    /// the same the other way round.
     ids: HashMap<Arc<str>, PlayerId>,
+    names: HashMap<PlayerId, Arc<str>>,
     aggregates: Aggregates,
     cursors: Cursors,
     last_seq: i64,
@@ -138,12 +140,13 @@ impl Writer {
         stats: Arc<crate::stats::Stats>,
     ) -> Result<(Writer, Arc<WriterState>)> {
         let due = db.next_expiry(&loaded.cursors)?.unwrap_or(i64::MAX);
-        let ids = loaded
+        let names: HashMap<PlayerId, Arc<str>> = loaded
             .names
             .iter()
             .filter(|(id, _)| loaded.aggregates.total(Window::All, **id) > 0)
-            .map(|(id, n)| (n.clone(), *id))
+            .map(|(id, n)| (*id, n.clone()))
             .collect();
+        let ids = names.iter().map(|(id, n)| (n.clone(), *id)).collect();
         let state = Arc::new(WriterState::default());
         let publisher = Publisher::start(reader.clone()).map_err(|e| Error::Open {
             path: "(threads)".into(),
@@ -158,6 +161,7 @@ impl Writer {
             stats,
             staged: Staged {
                 ids,
+                names,
                 aggregates: loaded.aggregates.clone(),
                 cursors: loaded.cursors,
                 last_seq: loaded.last_seq,
@@ -308,7 +312,9 @@ impl Writer {
                 let s = &mut self.staged;
                 (s.cursors, s.last_seq, s.last_at) = saved;
                 for name in step.new_ids {
-                    s.ids.remove(&name);
+                    if let Some(id) = s.ids.remove(&name) {
+                        s.names.remove(&id);
+                    }
                 }
                 if let Some(applied) = step.applied {
                     let undo: Deltas = applied
@@ -326,7 +332,9 @@ impl Writer {
     fn forget_dead(&mut self, facts: &[Fact]) {
         for prev in facts.iter().filter_map(|f| f.previous) {
             if self.staged.aggregates.total(Window::All, prev.player) == 0 {
-                self.staged.ids.retain(|_, id| *id != prev.player);
+                if let Some(name) = self.staged.names.remove(&prev.player) {
+                    self.staged.ids.remove(&name);
+                }
             }
         }
     }
@@ -421,6 +429,7 @@ impl Staged {
         };
         let name: Arc<str> = nick.into();
         self.ids.insert(name.clone(), id);
+        self.names.insert(id, name.clone());
         new_ids.push(name.clone());
         Ok((id, name))
     }

@@ -2,8 +2,10 @@
 //! aggregates against a recount of the claims table — after every step, after
 //! reopening, and after a SIGKILL in the middle of committing.
 
+mod common;
+
 use cti_core::{ManualClock, Store, Window};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -43,39 +45,9 @@ impl Model {
         }
     }
 
-    fn holders(&self, w: Window, now: i64) -> BTreeMap<u8, (Option<String>, u64)> {
-        let mut per_block: BTreeMap<u8, HashMap<&str, u32>> = BTreeMap::new();
-        for (ip, (nick, at)) in &self.owner {
-            if w.length().is_none_or(|len| now - at < len) {
-                *per_block
-                    .entry((ip >> 24) as u8)
-                    .or_default()
-                    .entry(nick)
-                    .or_default() += 1;
-            }
-        }
-        per_block
-            .into_iter()
-            .map(|(b, counts)| {
-                let total = counts.values().map(|c| *c as u64).sum();
-                let top = counts.values().max().copied().unwrap_or(0);
-                let leaders: Vec<_> = counts.iter().filter(|(_, c)| **c == top).collect();
-                let holder = (leaders.len() == 1).then(|| leaders[0].0.to_string());
-                (b, (holder, total))
-            })
-            .collect()
+    fn holders(&self, w: Window, now: i64) -> common::Holders {
+        common::recount(&self.owner, w, now)
     }
-}
-
-fn store_holders(store: &Store, w: Window) -> BTreeMap<u8, (Option<String>, u64)> {
-    store
-        .blocks(w)
-        .unwrap()
-        .blocks
-        .into_iter()
-        .filter(|b| b.total > 0)
-        .map(|b| (b.block, (b.holder, b.total)))
-        .collect()
 }
 
 #[test]
@@ -90,12 +62,7 @@ fn run_model(seed: u64, steps: usize) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.db");
     let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
-    let open = || {
-        let s = Store::open_with_clock(&path, clock.clone()).unwrap();
-        s.set_limits(cti_core::Limits::OFF).unwrap();
-        s.set_nick_limits(cti_core::NickLimits::OFF).unwrap();
-        s
-    };
+    let open = || common::open_unlimited(&path, &clock);
     let mut store = open();
     let mut model = Model::default();
     let nicks = ["a", "b", "C", "dd"];
@@ -129,7 +96,7 @@ fn run_model(seed: u64, steps: usize) {
         let now = clock.now_for_test();
         for w in Window::EVERY {
             assert_eq!(
-                store_holders(&store, w),
+                common::holders(&store, w),
                 model.holders(w, now),
                 "seed {seed} step {step} window {}",
                 w.name()
@@ -236,7 +203,7 @@ fn sigkill_mid_commit_loses_no_acknowledged_claim() {
             .check()
             .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
         // Every acknowledged claim is there (addresses are fresh, so nobody stole them).
-        let owners = dump_owners(&path);
+        let owners = test_kit::sqlite::owners(&path);
         let lost: Vec<_> = acked
             .iter()
             .filter(|(ip, nick)| owners.get(ip) != Some(nick))
@@ -257,29 +224,4 @@ fn sigkill_mid_commit_loses_no_acknowledged_claim() {
         "crash test: {} acknowledged claims over 8 SIGKILL cycles, 0 lost",
         acked.len()
     );
-}
-
-/// Owner of every address, read with the sqlite3 shell (an independent reader).
-fn dump_owners(path: &std::path::Path) -> HashMap<String, String> {
-    let out = Command::new("sqlite3")
-        .arg(path)
-        .arg(
-            "SELECT (ip>>24)||'.'||((ip>>16)&255)||'.'||((ip>>8)&255)||'.'||(ip&255), p.name \
-             FROM claims c JOIN players p ON p.id = c.player;",
-        )
-        .output()
-        .expect("sqlite3 shell");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            l.split_once('|')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        })
-        .collect()
 }

@@ -3,8 +3,11 @@
 //! storage that follows addresses, players leaving memory, commit events,
 //! and backpressure. Time is a manual clock.
 
+mod common;
+
+use common::{holders as seen, open_unlimited as open, recount};
 use cti_core::{Clock, Error, Limits, ManualClock, NickLimits, Store, Window};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,51 +16,6 @@ const SEC: i64 = 1_000_000;
 const HOUR: i64 = 3600 * SEC;
 const DAY: i64 = 24 * HOUR;
 const T0: i64 = 1_700_000_000_000_000;
-
-fn open(path: &std::path::Path, clock: &Arc<ManualClock>) -> Store {
-    let store = Store::open_with_clock(path, clock.clone()).unwrap();
-    store.set_limits(Limits::OFF).unwrap();
-    store.set_nick_limits(NickLimits::OFF).unwrap();
-    store
-}
-
-/// The rule, the slow way: holders and totals of every block in `w` at `now`.
-fn recount(
-    owners: &HashMap<u32, (String, i64)>,
-    w: Window,
-    now: i64,
-) -> BTreeMap<u8, (Option<String>, u64)> {
-    let mut per_block: BTreeMap<u8, HashMap<&str, u32>> = BTreeMap::new();
-    for (ip, (nick, at)) in owners {
-        if w.length().is_none_or(|l| now - at < l) {
-            *per_block
-                .entry((ip >> 24) as u8)
-                .or_default()
-                .entry(nick)
-                .or_default() += 1;
-        }
-    }
-    per_block
-        .into_iter()
-        .map(|(b, counts)| {
-            let top = counts.values().max().copied().unwrap_or(0);
-            let at_top: Vec<_> = counts.iter().filter(|(_, c)| **c == top).collect();
-            let holder = (at_top.len() == 1).then(|| at_top[0].0.to_string());
-            (b, (holder, counts.values().map(|c| *c as u64).sum()))
-        })
-        .collect()
-}
-
-fn seen(store: &Store, w: Window) -> BTreeMap<u8, (Option<String>, u64)> {
-    store
-        .blocks(w)
-        .unwrap()
-        .blocks
-        .into_iter()
-        .filter(|b| b.total > 0)
-        .map(|b| (b.block, (b.holder, b.total)))
-        .collect()
-}
 
 /// Takes SQLite's write lock from another connection, so the writer's next
 /// transaction waits (up to its 5 s busy timeout) until `release`.

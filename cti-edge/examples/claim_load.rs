@@ -16,17 +16,12 @@
 //! `--connections` connections open and N claims in flight on each, every
 //! claim for a different synthetic client named in `X-Forwarded-For`.
 
-#[path = "common/mod.rs"]
-mod common;
-
 use clap::Parser;
-use http_body_util::{BodyExt, Empty};
-use rustls::pki_types::ServerName;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use test_kit::client::{self, Sender, Transport};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -48,6 +43,10 @@ struct Args {
     /// First synthetic source index (to keep runs from reclaiming).
     #[arg(long, default_value_t = 0)]
     first_source: u32,
+    /// The local address to connect from (the balancer address the edge
+    /// trusts, when other clients share the machine).
+    #[arg(long)]
+    bind: Option<Ipv4Addr>,
     /// HTTP/2 balancer mode: claims in flight on each connection (0: off).
     #[arg(long, default_value_t = 0)]
     h2_streams: usize,
@@ -69,6 +68,9 @@ struct Tally {
     refused: AtomicU64,
     failed_connections: AtomicU64,
     latencies_us: Mutex<Vec<u32>>,
+    /// Longest wait from starting a connection to its first answer: what
+    /// a client sees of a pause (an accept backlog included).
+    slowest_first_answer_us: AtomicU64,
 }
 
 async fn one_connection(
@@ -77,31 +79,25 @@ async fn one_connection(
     index: u32,
     tally: &Tally,
 ) -> Result<(), String> {
-    let mut send = open(
-        args.target,
-        config,
-        &common::proxy_v2(source(index).into(), args.target),
-    )
-    .await?;
+    let client = SocketAddr::new(source(index).into(), 40000);
+    let header = test_kit::proxy::v2_proxy(client, args.target, &[]);
+    let connecting = Instant::now();
+    let mut send = open(args.target, args.bind, config, &header).await?;
     let mut latencies = Vec::with_capacity(args.per_connection as usize);
     for k in 0..args.per_connection {
         let nick = format!("load{}", (index + k) % args.nicks);
         let last = k + 1 == args.per_connection;
-        let req = hyper::Request::get(format!("/claim?name={nick}"))
-            .header("host", "localhost")
-            .header("accept", "application/json")
-            .header("connection", if last { "close" } else { "keep-alive" })
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
+        let connection = if last { "close" } else { "keep-alive" };
+        let headers = [("accept", "application/json"), ("connection", connection)];
         let started = Instant::now();
-        send.ready().await.map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = send.get(&format!("/claim?name={nick}"), &headers).await?;
         let ok = resp.status().is_success();
-        resp.into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        client::body(resp).await?;
         latencies.push(started.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        if k == 0 {
+            let waited = connecting.elapsed().as_micros() as u64;
+            tally.slowest_first_answer_us.fetch_max(waited, Relaxed);
+        }
         if ok {
             tally.acknowledged.fetch_add(1, Relaxed);
         } else {
@@ -112,25 +108,16 @@ async fn one_connection(
     Ok(())
 }
 
-/// A TCP connection that sends `header`, then TLS and HTTP/1.1 over it.
+/// A TCP connection (from `bind`, if given) that sends `header`, then TLS
+/// and HTTP/1.1 over it.
 async fn open(
     target: SocketAddr,
+    bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
     header: &[u8],
-) -> Result<hyper::client::conn::http1::SendRequest<Empty<bytes::Bytes>>, String> {
-    let mut tcp = tokio::net::TcpStream::connect(target)
-        .await
-        .map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).ok();
-    tcp.write_all(header).await.map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(config.clone())
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
+) -> Result<Sender, String> {
+    let from = bind.map(IpAddr::V4);
+    let (send, _) = client::connect(target, from, header, Transport::Tls(config)).await?;
     Ok(send)
 }
 
@@ -145,32 +132,17 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// The number of claimed addresses the edge reports (sum of block totals).
 async fn claimed_addresses(
     target: SocketAddr,
+    bind: Option<Ipv4Addr>,
     config: &Arc<rustls::ClientConfig>,
 ) -> Result<u64, String> {
     // A LOCAL header: reads need no client address.
-    let mut local = cti_edge::proxy::V2_SIGNATURE.to_vec();
-    local.extend_from_slice(&[0x20, 0x00, 0, 0]);
-    let mut send = open(target, config, &local).await?;
-    let req = hyper::Request::get("/api/blocks")
-        .header("host", "localhost")
-        .body(Empty::<bytes::Bytes>::new())
-        .unwrap();
-    let body = send
-        .send_request(req)
-        .await
-        .map_err(|e| e.to_string())?
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let mut send = open(target, bind, config, &test_kit::proxy::v2_local()).await?;
+    let (_, body) = send.fetch("/api/blocks").await?;
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-    Ok(v["blocks"]
-        .as_array()
-        .ok_or("no blocks in /api/blocks")?
-        .iter()
-        .filter_map(|b| b["total"].as_u64())
-        .sum())
+    if !v["blocks"].is_array() {
+        return Err(format!("no blocks in /api/blocks: {v}"));
+    }
+    Ok(test_kit::total_claims(&v))
 }
 
 #[tokio::main]
@@ -180,8 +152,8 @@ async fn main() -> Result<(), String> {
         return h2_balancer::run(args).await;
     }
     // Every synthetic client is a new client: no session resumption.
-    let config = common::client_config(&[b"http/1.1"]);
-    let before = claimed_addresses(args.target, &config).await?;
+    let config = test_kit::tls::load_client(&[b"http/1.1"]);
+    let before = claimed_addresses(args.target, args.bind, &config).await?;
 
     let tally = Arc::new(Tally::default());
     let next = Arc::new(AtomicU64::new(args.first_source as u64));
@@ -210,7 +182,7 @@ async fn main() -> Result<(), String> {
     let acknowledged = tally.acknowledged.load(Relaxed);
     let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
     lat.sort_unstable();
-    let after = claimed_addresses(args.target, &config).await?;
+    let after = claimed_addresses(args.target, args.bind, &config).await?;
 
     println!(
         "{} connections x {} claim(s) each, {:.1} s, {} synthetic sources",
@@ -230,6 +202,10 @@ async fn main() -> Result<(), String> {
         percentile(&lat, 1.0)
     );
     println!(
+        "longest wait for a first answer ms (connecting included): {:.2}",
+        tally.slowest_first_answer_us.load(Relaxed) as f64 / 1000.0
+    );
+    println!(
         "claimed addresses in the store: {before} before, {after} after (+{})",
         after - before
     );
@@ -245,43 +221,44 @@ async fn main() -> Result<(), String> {
 /// The HTTP/2 balancer mode (`--h2-streams`): many claims in flight on a
 /// few connections, each claim from its own client (`X-Forwarded-For`).
 mod h2_balancer {
-    use super::{claimed_addresses, common, percentile, source, Args, Tally};
-    use http_body_util::{BodyExt, Empty};
-    use std::net::{IpAddr, Ipv4Addr};
+    use super::{claimed_addresses, percentile, source, Args, Tally};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
+    use test_kit::client::{self, Sender, Transport};
 
     /// The balancer's own address, which `source` never gives (240/4 is
     /// reserved): the edge must trust it as an HTTP proxy.
     pub const BALANCER: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 1);
 
-    type Send = hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>;
-
     pub async fn run(args: Arc<Args>) -> Result<(), String> {
-        let config = common::client_config(&[b"h2"]);
-        // The count is read over HTTP/1.1 (`claimed_addresses` speaks it).
-        let h1_config = common::client_config(&[b"http/1.1"]);
-        let before = claimed_addresses(args.target, &h1_config).await?;
+        let config = test_kit::tls::load_client(&[b"h2"]);
+        // The count is read over HTTP/1.1, as the other loads read it.
+        let h1_config = test_kit::tls::load_client(&[b"http/1.1"]);
+        let before = claimed_addresses(args.target, args.bind, &h1_config).await?;
         let tally = Arc::new(Tally::default());
         let next = Arc::new(AtomicU64::new(args.first_source as u64));
-        let header = common::proxy_v2(IpAddr::V4(BALANCER), args.target);
+        let balancer = SocketAddr::new(BALANCER.into(), 40000);
+        let header = test_kit::proxy::v2_proxy(balancer, args.target, &[]);
         let deadline = Instant::now() + Duration::from_secs(args.seconds);
         let started = Instant::now();
         let mut workers = Vec::new();
         for _ in 0..args.connections {
-            let transport = common::Transport::Tls(&config);
-            let (sender, _ended) = common::connect(args.target, None, &header, transport).await?;
-            let common::Sender::Http2(send) = sender else {
+            let from = args.bind.map(IpAddr::V4);
+            let (sender, _conn) =
+                client::connect(args.target, from, &header, Transport::Tls(&config)).await?;
+            let Sender::Http2(send) = sender else {
                 return Err("the edge did not agree to HTTP/2".into());
             };
             for _ in 0..args.h2_streams {
-                let (args, tally, next, send) =
-                    (args.clone(), tally.clone(), next.clone(), send.clone());
+                let (args, tally, next) = (args.clone(), tally.clone(), next.clone());
+                let send = send.clone();
                 workers.push(tokio::spawn(async move {
                     while Instant::now() < deadline {
                         let index = next.fetch_add(1, Relaxed) as u32;
-                        if let Err(e) = claim(&args, send.clone(), index, &tally).await {
+                        let mut sender = Sender::Http2(send.clone());
+                        if let Err(e) = claim(&args, &mut sender, index, &tally).await {
                             if tally.failed_connections.fetch_add(1, Relaxed) < 3 {
                                 eprintln!("claim failed: {e}");
                             }
@@ -302,7 +279,7 @@ mod h2_balancer {
         let acknowledged = tally.acknowledged.load(Relaxed);
         let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
         lat.sort_unstable();
-        let after = claimed_addresses(args.target, &h1_config).await?;
+        let after = claimed_addresses(args.target, args.bind, &h1_config).await?;
         println!(
             "HTTP/2: {} connections x {} claims in flight, {elapsed:.1} s, {sources} synthetic sources",
             args.connections, args.h2_streams
@@ -335,20 +312,19 @@ mod h2_balancer {
     }
 
     /// One claim for synthetic client `index`.
-    async fn claim(args: &Args, mut send: Send, index: u32, tally: &Tally) -> Result<(), String> {
-        let req = hyper::Request::get(format!("/claim?name=load{}", index % args.nicks))
-            .header("accept", "application/json")
-            .header("x-forwarded-for", source(index).to_string())
-            .body(Empty::<bytes::Bytes>::new())
-            .map_err(|e| e.to_string())?;
+    async fn claim(
+        args: &Args,
+        send: &mut Sender,
+        index: u32,
+        tally: &Tally,
+    ) -> Result<(), String> {
+        let path = format!("/claim?name=load{}", index % args.nicks);
+        let client = source(index).to_string();
+        let headers = [("accept", "application/json"), ("x-forwarded-for", &client)];
         let started = Instant::now();
-        send.ready().await.map_err(|e| e.to_string())?;
-        let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+        let resp = send.get(&path, &headers).await?;
         let ok = resp.status().is_success();
-        resp.into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
+        client::body(resp).await?;
         let took = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
         tally.latencies_us.lock().unwrap().push(took);
         let counter = if ok {

@@ -7,9 +7,6 @@
 //!   cargo run --release -p cti-edge --example idle_connections -- \
 //!       --target 127.0.0.1:8443 --connections 2000 --alpn h2
 
-#[path = "common/mod.rs"]
-mod common;
-
 use clap::Parser;
 use std::io::Read;
 use std::net::SocketAddr;
@@ -40,7 +37,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
-    let config = common::client_config(&[args.alpn.as_bytes()]);
+    let config = test_kit::tls::load_client(&[args.alpn.as_bytes()]);
     let gate = Arc::new(tokio::sync::Semaphore::new(args.parallel));
     let mut opening = tokio::task::JoinSet::new();
     for _ in 0..args.connections {
@@ -48,13 +45,14 @@ async fn main() -> Result<(), String> {
         opening.spawn(async move {
             let _turn = gate.acquire().await.map_err(|e| e.to_string())?;
             let transport = if args.plain {
-                common::Transport::Plain {
+                test_kit::client::Transport::Plain {
                     h2: args.alpn == "h2",
                 }
             } else {
-                common::Transport::Tls(&config)
+                test_kit::client::Transport::Tls(&config)
             };
-            let (mut sender, ended) = common::connect(args.target, None, &[], transport).await?;
+            let (mut sender, ended) =
+                test_kit::client::connect(args.target, None, &[], transport).await?;
             let (status, _) = sender.fetch(&args.path).await?;
             if status != 200 {
                 return Err(format!("GET {} answered {status}", args.path));
@@ -69,10 +67,7 @@ async fn main() -> Result<(), String> {
     println!("ready {}", held.len());
     // Hold until told to stop.
     let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await;
-    let closed = held
-        .iter_mut()
-        .filter_map(|(_, ended)| ended.try_recv().ok())
-        .count();
+    let closed = held.iter().filter(|(_, ended)| ended.is_finished()).count();
     println!("closed by the server while held: {closed}");
     Ok(())
 }

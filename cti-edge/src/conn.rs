@@ -154,15 +154,15 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
 ) {
-    let handle = |tcp, peer: SocketAddr, drain| {
-        let edge = edge.clone();
-        async move {
-            if let Err(e) = connection(&edge, drain, tcp, peer).await {
-                tracing::debug!(%peer, error = %e, "connection closed");
-            }
-        }
-    };
-    edge.app.accept(listener, shutdown, grace, handle).await;
+    let handler = |tcp, peer, drain| handle(edge.clone(), tcp, peer, drain);
+    edge.app.accept(listener, shutdown, grace, handler).await;
+}
+
+/// Serves one accepted connection to its end.
+pub async fn handle(edge: Arc<Edge>, tcp: TcpStream, peer: SocketAddr, drain: Drain) {
+    if let Err(e) = connection(&edge, drain, tcp, peer).await {
+        tracing::debug!(%peer, error = %e, "connection closed");
+    }
 }
 
 async fn connection(

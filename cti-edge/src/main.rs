@@ -5,9 +5,15 @@
 use clap::Parser;
 use cti_edge::conn::{Edge, PlainHttp, Timeouts};
 use cti_edge::tls::{Files, Tls};
-use cti_server::cli;
+use cti_edge::upgrade::Upgrades;
+use cti_ffi::Api;
+use cti_server::handover::Predecessor;
+use cti_server::listen::Inherited;
+use cti_server::operator::AdminConnections;
+use cti_server::{cli, game, notify};
 use cti_server::{App, Cidr};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -54,14 +60,33 @@ struct Args {
     /// target, status, time taken).
     #[arg(long, env = "CTI_ACCESS_LOG")]
     access_log: bool,
+    /// The core library SIGUSR2 (or an empty POST /admin/core) swaps in;
+    /// default: the file the linked core was loaded from, which a package
+    /// upgrade replaces.
+    #[arg(long, env = "CTI_CORE_FILE")]
+    core_file: Option<PathBuf>,
+    /// Seconds a re-exec'd process gets to be prepared, then to serve (and
+    /// to wait for the store to be handed over).
+    #[arg(long, env = "CTI_UPGRADE_TIMEOUT", default_value_t = 30)]
+    upgrade_timeout: u64,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    cli::main("cti-edge", args.common.log_json, run(args))
+    let args = cli::parse::<Args>();
+    // SAFETY: no other thread exists yet (both change the environment).
+    let inherited = unsafe { Inherited::take() }.map_err(|e| e.to_string());
+    // SAFETY: still the only thread.
+    let predecessor = unsafe { Predecessor::take() };
+    let log_json = args.common.log_json;
+    let work = async move { run(args, inherited?, predecessor?).await };
+    cli::main("cti-edge", log_json, work)
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(
+    args: Args,
+    mut inherited: Inherited,
+    mut predecessor: Option<Predecessor>,
+) -> Result<(), String> {
     if args.proxy_timeout < cti_edge::proxy::MIN_TIMEOUT.as_secs() {
         return Err(format!(
             "--proxy-timeout must be at least {} s",
@@ -75,9 +100,9 @@ async fn run(args: Args) -> Result<(), String> {
         .map(|(cert, key)| Files { cert, key });
     let tls = Arc::new(Tls::new(files).map_err(|e| e.to_string())?);
     let common = &args.common;
-    let store = common.open_store()?;
     if args.check_config {
-        store
+        common
+            .open_store()?
             .health()
             .map_err(|e| format!("the store cannot commit: {e}"))?;
         println!(
@@ -86,7 +111,27 @@ async fn run(args: Args) -> Result<(), String> {
         );
         return Ok(());
     }
-    let (listener, local) = cli::bind(args.listen).await?;
+    let (listener, local) = inherited
+        .service(args.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    let operator = inherited
+        .operator(common.metrics)
+        .await
+        .map_err(|e| e.to_string())?;
+    let timeout = Duration::from_secs(args.upgrade_timeout);
+    let store = match predecessor.as_mut() {
+        // Replacing a running edge: everything else is in place; the store
+        // is free once the old process has closed it.
+        Some(old) => {
+            old.prepared()
+                .map_err(|e| format!("telling the old process: {e}"))?;
+            let setup = common.limits.setup();
+            game::open_when_free(Api::linked(), &common.db, Some(&setup), timeout)
+                .map_err(|e| format!("opening {}: {e}", common.db.display()))?
+        }
+        None => common.open_store()?,
+    };
     let app = App::new(store, common.config());
     spawn_reloader(tls.clone());
     let edge = Arc::new(Edge {
@@ -102,24 +147,50 @@ async fn run(args: Args) -> Result<(), String> {
         access_log: args.access_log,
         hsts: Edge::hsts(args.hsts_max_age),
     });
+    let core_file = args.core_file.clone().or_else(Api::linked_path);
+    let (upgrades, requests) = Upgrades::new(edge.clone(), core_file, timeout);
+    upgrades.on_signals()?;
     let for_metrics = edge.clone();
     let render = Arc::new(move || {
         let mut text = cti_server::metrics::render(&for_metrics.app);
         for_metrics.metrics.render(&mut text);
         text
     });
-    cli::metrics_listener(common.metrics, render).await?;
+    let operator_fd = operator.as_ref().map(|(l, _)| l.as_raw_fd());
+    let admins = AdminConnections::default();
+    let admin = cti_edge::admin::handler(upgrades.clone());
+    cti_server::operator::start(operator, render, Some(admin), admins.clone());
     let kind = if tls.generated() {
         "self-signed certificate"
     } else {
         "certificate"
     };
-    tracing::info!(db = %common.db.display(), proxy_from = ?args.proxy_from, core = cti_ffi::version(), "cti-edge listening on https://{local}/");
+    let game = edge.app.game();
+    tracing::info!(
+        db = %common.db.display(),
+        proxy_from = ?args.proxy_from,
+        core = game.core().version(),
+        core_path = %game.core_path().unwrap_or_default().display(),
+        "cti-edge listening on https://{local}/"
+    );
     println!(
         "cti-edge: serving https://{local}/ ({kind} SHA-256 {})",
         tls.fingerprint()
     );
-    cti_edge::conn::serve(listener, edge, cli::shutdown_signal(), common.grace()).await;
+    notify::ready(predecessor.is_some());
+    if let Some(old) = predecessor {
+        old.ready()
+            .map_err(|e| format!("telling the old process: {e}"))?;
+    }
+    cti_edge::upgrade::serve(
+        upgrades,
+        requests,
+        listener,
+        operator_fd,
+        common.grace(),
+        admins,
+    )
+    .await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -135,7 +206,10 @@ fn spawn_reloader(tls: Arc<Tls>) {
                 Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
             };
             let result = if forced {
-                tls.reload().map(|()| true)
+                notify::reloading();
+                let result = tls.reload().map(|()| true);
+                notify::ready(false);
+                result
             } else {
                 tls.reload_if_changed()
             };

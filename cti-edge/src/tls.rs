@@ -218,6 +218,15 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use test_kit::tls::Cert;
+
+    /// The files `cert.pem` and `key.pem` in `dir` (which may not exist).
+    fn files_in(dir: &Path) -> Files {
+        Files {
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+        }
+    }
 
     #[test]
     fn self_signed_and_reload_from_files() {
@@ -226,21 +235,18 @@ mod tests {
         assert_eq!(tls.fingerprint().len(), 32 * 3 - 1);
 
         let dir = tempfile::tempdir().unwrap();
-        let write = |name: &str| {
-            let g = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
-            std::fs::write(dir.path().join("cert.pem"), g.cert.pem()).unwrap();
-            std::fs::write(dir.path().join("key.pem"), g.signing_key.serialize_pem()).unwrap();
-        };
-        write("one.test");
-        let files = Files {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
+        Cert::self_signed("one.test").write(dir.path());
+        let files = files_in(dir.path());
         let tls = Tls::new(Some(files.clone())).unwrap();
         let first = tls.fingerprint();
         assert!(!tls.reload_if_changed().unwrap(), "unchanged files");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        write("two.test");
+        // A rewrite within the same clock tick keeps the modification time:
+        // set a later one rather than wait for the clock.
+        let stamp = std::fs::metadata(&files.cert).unwrap().modified().unwrap();
+        Cert::self_signed("two.test").write(dir.path());
+        for path in [&files.cert, &files.key] {
+            test_kit::tls::set_modified(path, stamp + std::time::Duration::from_secs(1));
+        }
         assert!(tls.reload_if_changed().unwrap());
         assert_ne!(tls.fingerprint(), first);
         std::fs::write(&files.key, "not a key").unwrap();
@@ -252,35 +258,24 @@ mod tests {
     fn a_certificate_that_issued_itself_is_self_signed() {
         // One signed by a CA is not: tests/limits.rs (HSTS) has it.
         let dir = tempfile::tempdir().unwrap();
-        let files = Files {
-            cert: dir.path().join("cert.pem"),
-            key: dir.path().join("key.pem"),
-        };
-        let g = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        std::fs::write(&files.cert, g.cert.pem()).unwrap();
-        std::fs::write(&files.key, g.signing_key.serialize_pem()).unwrap();
-        let tls = Tls::new(Some(files)).unwrap();
+        let cert = Cert::self_signed("localhost");
+        cert.write(dir.path());
+        let tls = Tls::new(Some(files_in(dir.path()))).unwrap();
         assert!(tls.self_signed() && !tls.generated(), "a self-signed file");
-        assert!(self_issued(g.cert.der()));
+        assert!(self_issued(&cert.der));
         assert!(!self_issued(&CertificateDer::from(vec![0x30, 0x82, 0xff])));
     }
 
     #[test]
     fn bad_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let files = Files {
-            cert: dir.path().join("missing.pem"),
-            key: dir.path().join("key.pem"),
-        };
-        let e = Tls::new(Some(files)).err().unwrap();
-        assert!(e.to_string().contains("missing.pem"), "{e}");
-        std::fs::write(dir.path().join("empty.pem"), "").unwrap();
-        let files = Files {
-            cert: dir.path().join("empty.pem"),
-            key: dir.path().join("key.pem"),
-        };
+        let e = Tls::new(Some(files_in(&dir.path().join("missing"))))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("missing"), "{e}");
+        std::fs::write(dir.path().join("cert.pem"), "").unwrap();
         assert!(matches!(
-            Tls::new(Some(files)),
+            Tls::new(Some(files_in(dir.path()))),
             Err(TlsError::NoCertificate(_))
         ));
     }

@@ -2,140 +2,20 @@
 //! hostile, split, sharing a write with the ClientHello), a header from an
 //! untrusted source, TLS with HTTP/2, plain HTTP, and certificate reload.
 
-use cti_edge::conn::{Edge, PlainHttp, Timeouts};
-use cti_edge::tls::{Files, Tls};
-use cti_server::{App, Config};
+mod common;
+
+use common::{write_cert, InProcessEdge as EdgeServer};
+use cti_edge::conn::PlainHttp;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
+use test_kit::proxy::{self, v2, PROXY, TCP4};
+use test_kit::tls::Cert;
 
-struct EdgeServer {
-    addr: SocketAddr,
-    app: Arc<App>,
-    tls: Arc<Tls>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl EdgeServer {
-    fn start(trusted: &[&str], plain: PlainHttp, files: Option<Files>) -> EdgeServer {
-        let dir = tempfile::tempdir().unwrap();
-        let store = cti_ffi::Store::open(dir.path().join("edge.db")).unwrap();
-        store
-            .set_limits(cti_ffi::Limits {
-                per_address_per_minute: 0,
-                per_address_burst: 0,
-                per_net24_per_minute: 0,
-                per_net24_burst: 0,
-            })
-            .unwrap();
-        let tls = Arc::new(Tls::new(files).unwrap());
-        let proxy_from = trusted.iter().map(|c| c.parse().unwrap()).collect();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let tls2 = tls.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                let mut config = Config::default();
-                config.connections.request_timeout = Duration::from_secs(5);
-                config.connections.max_connections = 1000;
-                config.connections.max_per_address = 100;
-                let app = App::new(store, config);
-                tx.send((listener.local_addr().unwrap(), app.clone()))
-                    .unwrap();
-                let edge = Arc::new(Edge {
-                    app,
-                    tls: tls2,
-                    proxy_from,
-                    plain,
-                    timeouts: Timeouts {
-                        proxy_header: Duration::from_secs(3),
-                        handshake: Duration::from_secs(3),
-                    },
-                    metrics: Default::default(),
-                    access_log: false,
-                    hsts: None,
-                });
-                cti_edge::conn::serve(
-                    listener,
-                    edge,
-                    async { drop(stopped.await) },
-                    Duration::from_secs(2),
-                )
-                .await;
-            });
-        });
-        let (addr, app) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        EdgeServer {
-            addr,
-            app,
-            tls,
-            stop: Some(stop),
-            thread: Some(thread),
-            _dir: dir,
-        }
-    }
-
-    fn recent_ips(&self) -> Vec<String> {
-        let v: serde_json::Value =
-            serde_json::from_str(&self.app.store().unwrap().recent_json(500).unwrap()).unwrap();
-        v["claims"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["ip"].as_str().unwrap().to_string())
-            .collect()
-    }
-
-    /// Writes `prefix` then a plain claim request; returns what came back.
-    fn plain_claim(&self, prefix: &[u8], nick: &str) -> String {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut bytes = prefix.to_vec();
-        bytes.extend_from_slice(format!("GET /claim?name={nick} HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\nConnection: close\r\n\r\n").as_bytes());
-        let _ = s.write_all(&bytes);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-impl Drop for EdgeServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
-}
-
-fn v2(command: u8, fam: u8, addrs: &[u8], tlvs: &[u8]) -> Vec<u8> {
-    let mut h = cti_edge::proxy::V2_SIGNATURE.to_vec();
-    h.push(0x20 | command);
-    h.push(fam);
-    h.extend_from_slice(&((addrs.len() + tlvs.len()) as u16).to_be_bytes());
-    h.extend_from_slice(addrs);
-    h.extend_from_slice(tlvs);
-    h
-}
-
+/// The address block of a TCP4 connection from `src`:1234 to 127.0.0.1:443.
 fn v4(src: [u8; 4]) -> Vec<u8> {
-    [src, [127, 0, 0, 1]]
-        .concat()
-        .into_iter()
-        .chain(1234u16.to_be_bytes())
-        .chain(443u16.to_be_bytes())
-        .collect()
+    let src = SocketAddr::from((src, 1234));
+    proxy::addresses(src, "127.0.0.1:443".parse().unwrap()).1
 }
 
 #[test]
@@ -146,13 +26,13 @@ fn trusted_balancer_headers_carry_the_client_address() {
         r.contains("The land at 198.51.100.1 was claimed for v1."),
         "{r}"
     );
-    let r = e.plain_claim(&v2(1, 0x11, &v4([198, 51, 100, 2]), &[]), "v2");
+    let r = e.plain_claim(&v2(PROXY, TCP4, &v4([198, 51, 100, 2]), &[]), "v2");
     assert!(r.contains("198.51.100.2"), "{r}");
     let r = e.plain_claim(b"PROXY TCP6 ::ffff:198.51.100.3 ::1 5555 443\r\n", "mapped");
     assert!(r.contains("The land at 198.51.100.3 was claimed"), "{r}");
     let r = e.plain_claim(b"PROXY TCP6 2001:db8::1 ::1 5555 443\r\n", "six");
     assert!(r.contains("400") && r.contains("IPv6"), "{r}");
-    let r = e.plain_claim(&v2(0, 0x00, &[], &[]), "local");
+    let r = e.plain_claim(&proxy::v2_local(), "local");
     assert!(
         r.contains("400") && r.contains("no client address"),
         "LOCAL cannot claim: {r}"
@@ -160,7 +40,7 @@ fn trusted_balancer_headers_carry_the_client_address() {
     let r = e.plain_claim(b"PROXY UNKNOWN\r\n", "unknown");
     assert!(r.contains("400"), "{r}");
     let mut s = TcpStream::connect(e.addr).unwrap();
-    s.write_all(&v2(0, 0x00, &[], &[])).unwrap();
+    s.write_all(&proxy::v2_local()).unwrap();
     s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .unwrap();
     let mut out = String::new();
@@ -179,7 +59,7 @@ fn trusted_balancer_headers_carry_the_client_address() {
 fn hostile_headers_close_the_connection_without_effect() {
     let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Allow, None);
     let long_v1 = [b"PROXY TCP4 ".as_slice(), &[b'1'; 120], b"\r\n"].concat();
-    let mut bad_version = v2(1, 0x11, &v4([198, 51, 100, 9]), &[]);
+    let mut bad_version = v2(PROXY, TCP4, &v4([198, 51, 100, 9]), &[]);
     bad_version[12] = 0x31;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
@@ -196,18 +76,23 @@ fn hostile_headers_close_the_connection_without_effect() {
             b"PROXY TCP4 198.51.100.9 127.0.0.1 +1 2\r\n".to_vec(),
         ),
         ("v2 bad version", bad_version),
-        ("v2 bad command", v2(2, 0x11, &v4([198, 51, 100, 9]), &[])),
+        ("v2 bad command", v2(2, TCP4, &v4([198, 51, 100, 9]), &[])),
         (
             "v2 short of the addresses",
-            v2(1, 0x11, &v4([198, 51, 100, 9])[..6], &[]),
+            v2(PROXY, TCP4, &v4([198, 51, 100, 9])[..6], &[]),
         ),
         (
             "v2 TLV overrun",
-            v2(1, 0x11, &v4([198, 51, 100, 9]), &[0x05, 0, 50, b'x']),
+            v2(PROXY, TCP4, &v4([198, 51, 100, 9]), &[0x05, 0, 50, b'x']),
         ),
         (
             "v2 bad CRC32C",
-            v2(1, 0x11, &v4([198, 51, 100, 9]), &[0x03, 0, 4, 1, 2, 3, 4]),
+            v2(
+                PROXY,
+                TCP4,
+                &v4([198, 51, 100, 9]),
+                &[0x03, 0, 4, 1, 2, 3, 4],
+            ),
         ),
         ("no header from a trusted source", Vec::new()),
     ];
@@ -215,7 +100,7 @@ fn hostile_headers_close_the_connection_without_effect() {
         let r = e.plain_claim(&header, "evil");
         assert!(!r.contains("HTTP/1.1 200"), "{what}: {r}");
     }
-    let unix = e.plain_claim(&v2(1, 0x31, &[0u8; 216], &[]), "unix");
+    let unix = e.plain_claim(&v2(PROXY, proxy::UNIX_STREAM, &[0u8; 216], &[]), "unix");
     assert!(
         unix.contains("400"),
         "AF_UNIX has no client address: {unix}"
@@ -228,7 +113,7 @@ fn header_from_an_untrusted_source_is_refused() {
     let e = EdgeServer::start(&["10.0.0.0/8"], PlainHttp::Allow, None);
     let r = e.plain_claim(b"PROXY TCP4 198.51.100.1 127.0.0.1 5555 443\r\n", "spoof");
     assert!(r.is_empty(), "{r}");
-    let r = e.plain_claim(&v2(1, 0x11, &v4([198, 51, 100, 1]), &[]), "spoof2");
+    let r = e.plain_claim(&v2(PROXY, TCP4, &v4([198, 51, 100, 1]), &[]), "spoof2");
     assert!(r.is_empty(), "{r}");
     let r = e.plain_claim(b"", "direct");
     assert!(
@@ -271,48 +156,19 @@ fn split_header_and_slow_header() {
 }
 
 /// A TLS client over a socket whose first write carries `prefix` too (the
-/// PROXY header and the ClientHello in one segment), speaking HTTP/2.
-fn tls_get(
-    addr: SocketAddr,
-    prefix: Vec<u8>,
-    path: &str,
-    cert: rustls_pki_types::CertificateDer<'static>,
-) -> (hyper::Version, String) {
-    use http_body_util::{BodyExt, Empty};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
+/// PROXY header and the ClientHello in one segment), speaking HTTP/2 and
+/// accepting only `cert`.
+fn tls_get(addr: SocketAddr, prefix: Vec<u8>, path: &str, cert: &Cert) -> (hyper::Version, String) {
+    let pin = cert.fingerprint();
+    test_kit::runtime().block_on(async move {
+        let (config, _) = test_kit::tls::client(Some(&pin), &[], &[b"h2"]);
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let io = FirstWritePrefix { prefix, inner: tcp };
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, io)
-            .await
-            .unwrap();
-        let (mut send, conn) = hyper::client::conn::http2::handshake(
-            hyper_util::rt::TokioExecutor::new(),
-            hyper_util::rt::TokioIo::new(tls),
-        )
-        .await
-        .unwrap();
-        tokio::spawn(conn);
-        let req = hyper::Request::get(format!("https://localhost{path}"))
-            .body(Empty::<bytes::Bytes>::new())
-            .unwrap();
-        let resp = send.send_request(req).await.unwrap();
+        let stream = test_kit::tls::handshake(io, &config).await.unwrap();
+        let (mut sender, _) = test_kit::client::http(stream, true).await.unwrap();
+        let resp = sender.get(path, &[]).await.unwrap();
         let version = resp.version();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = test_kit::client::body(resp).await.unwrap();
         (version, String::from_utf8_lossy(&body).into_owned())
     })
 }
@@ -371,34 +227,21 @@ impl TryCloneStd for tokio::net::TcpStream {
     /// A blocking view of the same socket, not closed on drop.
     fn try_clone_std(&self) -> std::mem::ManuallyDrop<std::net::TcpStream> {
         use std::os::fd::{AsRawFd, FromRawFd};
-        std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.as_raw_fd()) })
+        // SAFETY: the descriptor is open for as long as `self` is, and the
+        // view is never dropped (ManuallyDrop), so it is closed once, by `self`.
+        let view = unsafe { std::net::TcpStream::from_raw_fd(self.as_raw_fd()) };
+        std::mem::ManuallyDrop::new(view)
     }
-}
-
-fn write_cert(
-    dir: &std::path::Path,
-    name: &str,
-) -> (Files, rustls_pki_types::CertificateDer<'static>) {
-    let g = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), name.to_string()])
-        .unwrap();
-    std::fs::write(dir.join("cert.pem"), g.cert.pem()).unwrap();
-    std::fs::write(dir.join("key.pem"), g.signing_key.serialize_pem()).unwrap();
-    (
-        Files {
-            cert: dir.join("cert.pem"),
-            key: dir.join("key.pem"),
-        },
-        g.cert.der().clone(),
-    )
 }
 
 #[test]
 fn http2_over_tls_with_the_header_and_client_hello_in_one_write() {
     let dir = tempfile::tempdir().unwrap();
-    let (files, cert) = write_cert(dir.path(), "one.test");
+    let cert = Cert::self_signed("one.test");
+    let files = write_cert(dir.path(), &cert);
     let e = EdgeServer::start(&["127.0.0.0/8"], PlainHttp::Off, Some(files));
     let header = b"PROXY TCP4 198.51.100.7 127.0.0.1 1 2\r\n".to_vec();
-    let (version, body) = tls_get(e.addr, header, "/claim?name=tls2", cert);
+    let (version, body) = tls_get(e.addr, header, "/claim?name=tls2", &cert);
     assert_eq!(version, hyper::Version::HTTP_2);
     assert!(body.contains("198.51.100.7"), "{body}");
     assert!(
@@ -411,29 +254,26 @@ fn http2_over_tls_with_the_header_and_client_hello_in_one_write() {
 #[test]
 fn certificate_reload_is_seen_by_new_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let (files, first) = write_cert(dir.path(), "first.test");
+    let first = Cert::self_signed("first.test");
+    let files = write_cert(dir.path(), &first);
     let e = EdgeServer::start(&[], PlainHttp::Allow, Some(files));
-    assert!(tls_get(e.addr, Vec::new(), "/api/ip", first.clone())
+    assert!(tls_get(e.addr, Vec::new(), "/api/ip", &first)
         .1
         .contains("127.0.0.1"));
     let before = e.tls.fingerprint();
     let cert = dir.path().join("cert.pem");
     let stamp = std::fs::metadata(&cert).unwrap().modified().unwrap();
-    let (_, second) = write_cert(dir.path(), "second.test");
+    let second = Cert::self_signed("second.test");
+    second.write(dir.path());
     // A rewrite within the same clock tick keeps the modification time, and
     // the reload looks at that time: set a later one instead of sleeping.
     for f in [cert, dir.path().join("key.pem")] {
-        std::fs::File::options()
-            .write(true)
-            .open(f)
-            .unwrap()
-            .set_modified(stamp + Duration::from_secs(1))
-            .unwrap();
+        test_kit::tls::set_modified(&f, stamp + Duration::from_secs(1));
     }
     assert!(e.tls.reload_if_changed().unwrap());
     assert_ne!(e.tls.fingerprint(), before);
     assert!(
-        tls_get(e.addr, Vec::new(), "/api/ip", second)
+        tls_get(e.addr, Vec::new(), "/api/ip", &second)
             .1
             .contains("127.0.0.1"),
         "the new certificate is served"

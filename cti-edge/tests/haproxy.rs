@@ -4,11 +4,15 @@
 //! `tcp-request connection set-src`, health checks sending `LOCAL`; and
 //! `curl --haproxy-protocol` straight to the edge.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+mod common;
+
+use common::Binary;
+use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use test_kit::process::free_port;
 
+/// HAProxy, stopped when dropped.
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -16,23 +20,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn have(cmd: &str, arg: &str) -> bool {
-    Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn curl(args: &[&str]) -> String {
@@ -44,57 +31,21 @@ fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-fn start_edge(dir: &std::path::Path) -> (Proc, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cti-edge"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--proxy-from",
-            "127.0.0.1",
-            "--claims-per-minute",
-            "0",
-            "--access-log",
-            "--log-json",
-            "--db",
-        ])
-        .arg(dir.join("edge.db"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("edge.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .split("https://127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split('/').next())
-        .expect("URL")
-        .parse()
-        .unwrap();
-    (Proc(child), port)
+/// The edge behind HAProxy on 127.0.0.1, logging every request as JSON.
+fn start_edge() -> Binary {
+    let flags = ["--proxy-from", "127.0.0.1", "--claims-per-minute", "0"];
+    Binary::start(&[&flags[..], &["--access-log", "--log-json"]].concat(), &[])
 }
 
 /// The access log entry for `target` (bounded wait: the line is written
 /// after the answer).
-fn access_log(dir: &std::path::Path, target: &str) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let log = std::fs::read_to_string(dir.join("edge.log")).unwrap_or_default();
-        let found = log
+fn access_log(edge: &Binary, target: &str) -> serde_json::Value {
+    test_kit::wait::until("the access log line", Duration::from_secs(10), || {
+        edge.stderr()
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .find(|v| v["target"] == "access" && v["fields"]["target"] == target);
-        if let Some(v) = found {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access log for {target}:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+            .find(|v| v["target"] == "access" && v["fields"]["target"] == target)
+    })
 }
 
 fn server_states(sock: &std::path::Path) -> String {
@@ -109,16 +60,12 @@ fn server_states(sock: &std::path::Path) -> String {
 
 #[test]
 fn claims_through_haproxy_carry_the_forged_sources() {
-    if !have("haproxy", "-v") || !have("curl", "--version") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy and curl are required in CI (scripts/install-deps)"
-        );
-        eprintln!("skipped: haproxy or curl is not installed (run scripts/install-deps)");
+    if !test_kit::tools_present(&[("haproxy", "-v"), ("curl", "--version")]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_edge, edge) = start_edge(dir.path());
+    let running = start_edge();
+    let edge = running.addr.port();
     let (v2_port, v1_port) = (free_port(), free_port());
     let sock = dir.path().join("admin.sock");
     let cfg = format!(
@@ -177,7 +124,7 @@ fn claims_through_haproxy_carry_the_forged_sources() {
     assert_eq!(v2, "The land at 203.0.113.10 was claimed for via_v2.\n");
     // HAProxy's unique-id TLV reaches the access log (the format starts with
     // the client address in hex: 203.0.113.10 is CB00710A).
-    let access = access_log(dir.path(), "/claim?name=via_v2");
+    let access = access_log(&running, "/claim?name=via_v2");
     let unique_id = access["fields"]["unique_id"].as_str().unwrap();
     assert!(unique_id.starts_with("CB00710A:"), "{access}");
     assert_eq!(
@@ -218,11 +165,7 @@ fn claims_through_haproxy_carry_the_forged_sources() {
 
 #[test]
 fn the_deploy_example_is_a_valid_haproxy_configuration() {
-    if !have("haproxy", "-v") {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "haproxy is required in CI"
-        );
+    if !test_kit::tools_present(&[("haproxy", "-v")]) {
         return;
     }
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");

@@ -1,61 +1,20 @@
-//! Issue 13 through the edge binary: connection caps grouped by /24 and /64
-//! for clients a balancer names in PROXY headers (IPv4-mapped counted as
-//! IPv4), HSTS only over HTTPS with a certificate that is not self-signed,
+//! Issue 13 through the edge binary: connection caps per client address and
+//! in total, and grouped by /24 and /64 for clients a balancer names in
+//! PROXY headers (IPv4-mapped counted as IPv4), HSTS only over HTTPS with a certificate that is not self-signed,
 //! and the load test: one /24 and one /64 holding idle HTTP/2 and event
 //! stream connections while a client elsewhere keeps its usual latency.
 
-#[path = "../examples/common/mod.rs"]
 mod common;
 
-#[path = "../../cti-server/tests/support/running.rs"]
-mod running;
-
-use common::{proxy_v2, Sender, Transport};
+use common::{first_answer, Binary};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+use test_kit::client::{self, Sender, Transport};
+use test_kit::tls::{load_client, Cert};
 
-/// A running `cti-edge` (and its metrics listener, when asked for).
-struct Edge {
-    _running: running::Running,
-    addr: SocketAddr,
-    metrics: Option<SocketAddr>,
-    _dir: tempfile::TempDir,
-}
-
-impl Edge {
-    /// Starts the binary with `args` in a fresh directory (where `files`
-    /// are written first).
-    fn start(args: &[&str], files: &[(&str, String)]) -> Edge {
-        let dir = tempfile::tempdir().unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.path().join(name), text).unwrap();
-        }
-        let args = [&["--listen", "127.0.0.1:0", "--db", "limits.db"], args].concat();
-        let mut prefixes = vec!["serving https://"];
-        if args.contains(&"--metrics") {
-            prefixes.push("metrics: http://");
-        }
-        let bin = env!("CARGO_BIN_EXE_cti-edge");
-        let running = running::Running::start(bin, dir.path(), &args, &[], &prefixes);
-        Edge {
-            addr: running.addrs[0],
-            metrics: running.addrs.get(1).copied(),
-            _running: running,
-            _dir: dir,
-        }
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        running::metric(self.metrics.expect("started with --metrics"), name)
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
+/// A v2 PROXY header for a client at `source` (port 40000) to `edge`.
+fn proxy_v2(source: IpAddr, edge: SocketAddr) -> Vec<u8> {
+    test_kit::proxy::v2_proxy(SocketAddr::new(source, 40000), edge, &[])
 }
 
 fn ip(s: &str) -> IpAddr {
@@ -66,7 +25,7 @@ fn ip(s: &str) -> IpAddr {
 /// v2 header; `None` when the edge closes it instead of answering.
 async fn proxied(edge: SocketAddr, source: IpAddr) -> Option<Sender> {
     let header = proxy_v2(source, edge);
-    let (mut sender, _) = common::connect(edge, None, &header, Transport::Plain { h2: false })
+    let (mut sender, _) = client::connect(edge, None, &header, Transport::Plain { h2: false })
         .await
         .ok()?;
     let (status, body) = sender.fetch("/api/ip").await.ok()?;
@@ -78,7 +37,7 @@ async fn proxied(edge: SocketAddr, source: IpAddr) -> Option<Sender> {
 
 #[test]
 fn proxied_clients_are_capped_per_network_and_address() {
-    let edge = Edge::start(
+    let edge = Binary::start(
         &[
             "--proxy-from",
             "127.0.0.1",
@@ -91,7 +50,7 @@ fn proxied_clients_are_capped_per_network_and_address() {
         ],
         &[],
     );
-    runtime().block_on(async {
+    test_kit::runtime_two_threads().block_on(async {
         let mut held = Vec::new();
         for (source, served) in [
             ("203.0.113.1", true),
@@ -121,25 +80,9 @@ fn proxied_clients_are_capped_per_network_and_address() {
     });
 }
 
-/// A certificate for localhost signed by a throwaway CA: (cert, key) PEM.
-fn ca_signed() -> (String, String) {
-    use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "cti test CA");
-    let issuer = Issuer::new(ca, KeyPair::generate().unwrap());
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
-}
-
 /// The `Strict-Transport-Security` header of `GET /` over `transport`.
 async fn hsts(edge: SocketAddr, transport: Transport<'_>) -> Option<String> {
-    let (mut sender, _) = common::connect(edge, None, &[], transport).await.unwrap();
+    let (mut sender, _) = client::connect(edge, None, &[], transport).await.unwrap();
     let resp = sender.get("/api/ip", &[]).await.unwrap();
     assert_eq!(resp.status(), 200);
     resp.headers()
@@ -149,14 +92,14 @@ async fn hsts(edge: SocketAddr, transport: Transport<'_>) -> Option<String> {
 
 #[test]
 fn hsts_only_over_https_with_a_certificate_that_is_not_self_signed() {
-    let h2 = common::client_config(&[b"h2"]);
-    let h1 = common::client_config(&[b"http/1.1"]);
-    let (cert, key) = ca_signed();
-    let files = [("cert.pem", cert), ("key.pem", key)];
+    let h2 = load_client(&[b"h2"]);
+    let h1 = load_client(&[b"http/1.1"]);
+    let cert = Cert::ca_signed();
+    let files = [("cert.pem", &*cert.cert_pem), ("key.pem", &*cert.key_pem)];
     let signed = ["--tls-cert", "cert.pem", "--tls-key", "key.pem"];
-    let rt = runtime();
+    let rt = test_kit::runtime_two_threads();
 
-    let edge = Edge::start(&signed, &files);
+    let edge = Binary::start(&signed, &files);
     rt.block_on(async {
         let year = Some("max-age=31536000".to_string());
         assert_eq!(hsts(edge.addr, Transport::Tls(&h2)).await, year);
@@ -164,12 +107,12 @@ fn hsts_only_over_https_with_a_certificate_that_is_not_self_signed() {
         let plain = Transport::Plain { h2: false };
         assert_eq!(hsts(edge.addr, plain).await, None, "not over plain HTTP");
     });
-    let edge = Edge::start(&[&signed[..], &["--hsts-max-age", "600"]].concat(), &files);
+    let edge = Binary::start(&[&signed[..], &["--hsts-max-age", "600"]].concat(), &files);
     rt.block_on(async {
         let ten_minutes = Some("max-age=600".to_string());
         assert_eq!(hsts(edge.addr, Transport::Tls(&h2)).await, ten_minutes);
     });
-    let edge = Edge::start(&[&signed[..], &["--hsts-max-age", "0"]].concat(), &files);
+    let edge = Binary::start(&[&signed[..], &["--hsts-max-age", "0"]].concat(), &files);
     rt.block_on(async {
         assert_eq!(
             hsts(edge.addr, Transport::Tls(&h2)).await,
@@ -177,7 +120,7 @@ fn hsts_only_over_https_with_a_certificate_that_is_not_self_signed() {
             "turned off"
         );
     });
-    let edge = Edge::start(&[], &[]);
+    let edge = Binary::start(&[], &[]);
     rt.block_on(async {
         assert_eq!(
             hsts(edge.addr, Transport::Tls(&h2)).await,
@@ -197,7 +140,7 @@ async fn hold(
     stream: bool,
 ) -> Option<Box<dyn std::any::Any + Send>> {
     let header = proxy_v2(source, edge);
-    let (mut sender, ended) = common::connect(edge, None, &header, Transport::Tls(config))
+    let (mut sender, ended) = client::connect(edge, None, &header, Transport::Tls(config))
         .await
         .ok()?;
     if stream {
@@ -222,7 +165,7 @@ async fn client_latencies(
     for _ in 0..n {
         let started = Instant::now();
         let header = proxy_v2(ip("192.0.2.50"), edge);
-        let (mut sender, _) = common::connect(edge, None, &header, Transport::Tls(config))
+        let (mut sender, _) = client::connect(edge, None, &header, Transport::Tls(config))
             .await
             .expect("the client from another network is let in");
         let (status, body) = tokio::time::timeout(Duration::from_secs(5), sender.fetch("/api/ip"))
@@ -240,7 +183,7 @@ async fn client_latencies(
 fn one_network_holding_connections_does_not_starve_another() {
     let per_network = 32;
     let attempts = 96; // per network: half idle HTTP/2, half event streams
-    let edge = Edge::start(
+    let edge = Binary::start(
         &[
             "--proxy-from",
             "127.0.0.1",
@@ -251,8 +194,8 @@ fn one_network_holding_connections_does_not_starve_another() {
         ],
         &[],
     );
-    let config = common::client_config(&[b"h2"]);
-    runtime().block_on(async {
+    let config = load_client(&[b"h2"]);
+    test_kit::runtime_two_threads().block_on(async {
         let before = client_latencies(edge.addr, &config, 20).await;
         let mut held = Vec::new();
         let mut let_in = [0, 0];
@@ -298,4 +241,52 @@ fn one_network_holding_connections_does_not_starve_another() {
             p(&before, 0.5)
         );
     });
+}
+
+/// A kept-alive `GET /api/ip` for the client `src`, behind a v1 header.
+fn proxied_get(src: &str) -> Vec<u8> {
+    let header = test_kit::proxy::v1(
+        SocketAddr::new(src.parse().unwrap(), 1000),
+        "127.0.0.1:443".parse().unwrap(),
+    );
+    format!("{header}GET /api/ip HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn connection_caps_per_client_address_and_in_total() {
+    let edge = Binary::start(
+        &[
+            "--proxy-from",
+            "127.0.0.1",
+            "--max-per-source",
+            "2",
+            "--max-connections",
+            "4",
+        ],
+        &[],
+    );
+    // Two kept-alive connections for one client address are its cap.
+    let (a, r) = first_answer(edge.addr, &proxied_get("198.51.100.30"));
+    assert!(r.contains(r#"{"ip":"198.51.100.30"}"#), "{r}");
+    let (b, r) = first_answer(edge.addr, &proxied_get("198.51.100.30"));
+    assert!(r.contains("200 OK"), "{r}");
+    let (_, r) = first_answer(edge.addr, &proxied_get("198.51.100.30"));
+    assert_eq!(r, "", "a third connection for the same client is closed");
+    let (c, r) = first_answer(edge.addr, &proxied_get("198.51.100.31"));
+    assert!(
+        r.contains(r#"{"ip":"198.51.100.31"}"#),
+        "another client is served: {r}"
+    );
+    let (d, r) = first_answer(edge.addr, &proxied_get("198.51.100.32"));
+    assert!(r.contains("200 OK"), "{r}");
+    // Four open connections: the fifth is closed whoever it is for.
+    let (_, r) = first_answer(edge.addr, &proxied_get("198.51.100.33"));
+    assert_eq!(r, "", "over the total cap");
+    drop((a, b));
+    test_kit::wait::eventually("a freed slot", Duration::from_secs(10), || {
+        first_answer(edge.addr, &proxied_get("198.51.100.30"))
+            .1
+            .contains("200 OK")
+    });
+    drop((c, d));
 }

@@ -43,6 +43,16 @@ pub struct NickLimits {
     pub per_net24_burst: u32,
 }
 
+impl Limits {
+    /// Every claim limit off (the header: a rate of 0 turns a limit off).
+    pub const OFF: Limits = Limits {
+        per_address_per_minute: 0,
+        per_address_burst: 0,
+        per_net24_per_minute: 0,
+        per_net24_burst: 0,
+    };
+}
+
 pub type ClaimCallback =
     Option<unsafe extern "C" fn(user_data: *mut c_void, result: c_int, text: *const c_char)>;
 pub type EventCallback = Option<unsafe extern "C" fn(user_data: *mut c_void, json: *const c_char)>;

@@ -33,13 +33,7 @@ fn many_threads_claim_at_once() {
         .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
     let blocks = json(&store.blocks_json(None).unwrap());
-    let total: u64 = blocks["blocks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["total"].as_u64().unwrap())
-        .sum();
-    assert_eq!(total, 16 * 250);
+    assert_eq!(test_kit::total_claims(&blocks), 16 * 250);
     for t in 0..16usize {
         assert_eq!(blocks["blocks"][t + 1]["holder"], format!("t{}", t % 4));
     }
@@ -137,8 +131,7 @@ fn rate_limit_reports_retry_after_and_can_be_changed() {
         .set_limits(cti_ffi::Limits {
             per_address_per_minute: 30,
             per_address_burst: 1,
-            per_net24_per_minute: 0,
-            per_net24_burst: 0,
+            ..cti_ffi::Limits::OFF
         })
         .unwrap();
     store.claim("5.5.5.5", "first").unwrap();
@@ -156,14 +149,7 @@ fn rate_limit_reports_retry_after_and_can_be_changed() {
     );
     let blocks = json(&store.blocks_json(None).unwrap());
     assert_eq!(blocks["blocks"][5]["holder"], "first");
-    store
-        .set_limits(cti_ffi::Limits {
-            per_address_per_minute: 0,
-            per_address_burst: 0,
-            per_net24_per_minute: 0,
-            per_net24_burst: 0,
-        })
-        .unwrap();
+    store.set_limits(cti_ffi::Limits::OFF).unwrap();
     store.claim("5.5.5.5", "fourth").unwrap();
 }
 
@@ -177,8 +163,7 @@ fn stats_count_commits_and_refusals() {
         .set_limits(cti_ffi::Limits {
             per_address_per_minute: 1,
             per_address_burst: 1,
-            per_net24_per_minute: 0,
-            per_net24_burst: 0,
+            ..cti_ffi::Limits::OFF
         })
         .unwrap();
     store.claim("6.0.1.1", "counted").unwrap();

@@ -52,11 +52,7 @@ impl std::fmt::Display for Cidr {
 
 impl Cidr {
     pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
+        match (self.addr, ip.to_canonical()) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
                 masked(u32::from(net) as u128, 32, self.prefix)
                     == masked(u32::from(ip) as u128, 32, self.prefix)

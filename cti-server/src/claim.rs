@@ -71,12 +71,13 @@ async fn commit_claim(
 ) -> Result<Claimed, ApiError> {
     let nick = nick?;
     let ip = client_addr::resolve(peer, headers, &app.config.trusted_proxies)
-        .map(client_addr::canonical)
+        .map(|ip| ip.to_string())
         .ok_or_else(client_addr::no_address)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     // The core answers from its own thread after the commit: no runtime
     // thread waits on the disk, and none waits past the deadline.
-    app.store()?
+    app.store_ready()
+        .await?
         .claim_with(&ip, &nick, move |r| drop(tx.send(r)))?;
     let unavailable = |why: &str| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).retry_after(1)

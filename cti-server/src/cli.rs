@@ -36,13 +36,13 @@ pub struct Common {
 }
 
 impl Common {
-    /// Opens the store with the claim limits applied.
+    /// Opens the store with the claim limits and limits on new names applied.
     pub fn open_store(&self) -> Result<cti_ffi::Store, String> {
         let store = cti_ffi::Store::open(&self.db)
             .map_err(|e| format!("opening {}: {e}", self.db.display()))?;
         self.limits
             .apply(&store)
-            .map_err(|e| format!("setting claim limits: {e}"))?;
+            .map_err(|e| format!("setting the limits: {e}"))?;
         Ok(store)
     }
 
@@ -52,6 +52,7 @@ impl Common {
             connections: self.connections.settings(),
             event_streams: self.connections.event_streams(),
             db_path: Some(self.db.clone()),
+            store_setup: Some(self.limits.setup()),
         }
     }
 
@@ -151,31 +152,108 @@ impl HttpProxies {
     }
 }
 
-/// Claim rate limits, each also readable from its `CTI_...` variable.
+/// Claim rate limits and limits on new names, each also readable from its
+/// `CTI_...` variable. The core owns the defaults: a flag not given keeps
+/// the core's value, which `--help` shows as the core reports it (see
+/// [`parse`]).
 #[derive(Debug, Clone, Args)]
 pub struct ClaimLimits {
     /// Claims per minute per client address (0: no limit).
-    #[arg(long, env = "CTI_CLAIMS_PER_MINUTE", default_value_t = 60)]
-    pub claims_per_minute: u32,
+    #[arg(long, env = "CTI_CLAIMS_PER_MINUTE")]
+    pub claims_per_minute: Option<u32>,
     /// Claims an address may make at once.
-    #[arg(long, env = "CTI_CLAIM_BURST", default_value_t = 10)]
-    pub claim_burst: u32,
+    #[arg(long, env = "CTI_CLAIM_BURST")]
+    pub claim_burst: Option<u32>,
     /// Claims per minute per /24 (0: no limit).
-    #[arg(long, env = "CTI_NET24_CLAIMS_PER_MINUTE", default_value_t = 1200)]
-    pub net24_claims_per_minute: u32,
+    #[arg(long, env = "CTI_NET24_CLAIMS_PER_MINUTE")]
+    pub net24_claims_per_minute: Option<u32>,
     /// Claims a /24 may make at once.
-    #[arg(long, env = "CTI_NET24_CLAIM_BURST", default_value_t = 512)]
-    pub net24_claim_burst: u32,
+    #[arg(long, env = "CTI_NET24_CLAIM_BURST")]
+    pub net24_claim_burst: Option<u32>,
+    /// Claims per hour per client address by names that own nothing yet (0: no limit).
+    #[arg(long, env = "CTI_NEW_NAMES_PER_HOUR")]
+    pub new_names_per_hour: Option<u32>,
+    /// Claims by new names an address may make at once.
+    #[arg(long, env = "CTI_NEW_NAME_BURST")]
+    pub new_name_burst: Option<u32>,
+    /// Claims per hour per /24 by names that own nothing yet (0: no limit).
+    #[arg(long, env = "CTI_NET24_NEW_NAMES_PER_HOUR")]
+    pub net24_new_names_per_hour: Option<u32>,
+    /// Claims by new names a /24 may make at once.
+    #[arg(long, env = "CTI_NET24_NEW_NAME_BURST")]
+    pub net24_new_name_burst: Option<u32>,
+}
+
+/// Both kinds of limit, as the core takes them.
+type CoreLimits = (cti_ffi::Limits, cti_ffi::NickLimits);
+
+/// Where one flag's value sits among the core's limits.
+type LimitField = fn(&mut CoreLimits) -> &mut u32;
+
+/// Each limit flag (its argument id) and its value among the core's
+/// limits, in the order of [`ClaimLimits::given`].
+const LIMIT_FLAGS: [(&str, LimitField); 8] = [
+    ("claims_per_minute", |l| &mut l.0.per_address_per_minute),
+    ("claim_burst", |l| &mut l.0.per_address_burst),
+    ("net24_claims_per_minute", |l| &mut l.0.per_net24_per_minute),
+    ("net24_claim_burst", |l| &mut l.0.per_net24_burst),
+    ("new_names_per_hour", |l| &mut l.1.per_address_per_hour),
+    ("new_name_burst", |l| &mut l.1.per_address_burst),
+    ("net24_new_names_per_hour", |l| &mut l.1.per_net24_per_hour),
+    ("net24_new_name_burst", |l| &mut l.1.per_net24_burst),
+];
+
+impl ClaimLimits {
+    /// The flags' values in the order of [`LIMIT_FLAGS`].
+    fn given(&self) -> [Option<u32>; 8] {
+        [
+            self.claims_per_minute,
+            self.claim_burst,
+            self.net24_claims_per_minute,
+            self.net24_claim_burst,
+            self.new_names_per_hour,
+            self.new_name_burst,
+            self.net24_new_names_per_hour,
+            self.net24_new_name_burst,
+        ]
+    }
+
+    /// Sets the core's default limits with the flags given laid over them
+    /// on `store`; the core checks them.
+    pub fn apply(&self, store: &cti_ffi::Store) -> Result<(), cti_ffi::Error> {
+        let mut limits = cti_ffi::default_limits()?;
+        for (given, (_, value)) in self.given().into_iter().zip(LIMIT_FLAGS) {
+            if let Some(given) = given {
+                *value(&mut limits) = given;
+            }
+        }
+        store.set_limits(limits.0)?;
+        store.set_nick_limits(limits.1)
+    }
+}
+
+/// Parses the command line of `P` (which flattens [`Common`]), its help
+/// showing the core's default for every limit flag.
+pub fn parse<P: clap::Parser>() -> P {
+    let mut command = P::command();
+    if let Ok(mut defaults) = cti_ffi::default_limits() {
+        for (id, value) in LIMIT_FLAGS {
+            let default = *value(&mut defaults);
+            command = command.mut_arg(id, |arg| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                arg.help(format!("{help} [default: the core's, {default}]"))
+            });
+        }
+    }
+    let matches = command.get_matches();
+    P::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 impl ClaimLimits {
-    pub fn apply(&self, store: &cti_ffi::Store) -> Result<(), cti_ffi::Error> {
-        store.set_limits(cti_ffi::Limits {
-            per_address_per_minute: self.claims_per_minute,
-            per_address_burst: self.claim_burst,
-            per_net24_per_minute: self.net24_claims_per_minute,
-            per_net24_burst: self.net24_claim_burst,
-        })
+    /// `apply` for every store opened later (through another core).
+    pub fn setup(&self) -> crate::game::StoreSetup {
+        let limits = self.clone();
+        crate::game::StoreSetup(std::sync::Arc::new(move |store| limits.apply(store)))
     }
 }
 

@@ -76,11 +76,6 @@ pub fn resolve(
     Some(client)
 }
 
-/// `::ffff:a.b.c.d` is shown (and claims) as `a.b.c.d`.
-pub fn canonical(ip: IpAddr) -> String {
-    ip.to_canonical().to_string()
-}
-
 /// The client's IPv4 address (unwrapping the v4-mapped form), or the error
 /// that tells why there is none.
 pub fn client_ipv4(

@@ -20,16 +20,16 @@ pub fn ip(app: &App, peer: Option<IpAddr>, headers: &HeaderMap) -> Response<Body
     }
 }
 
-/// Counters for anyone: no addresses, no secrets.
-pub fn statusz(app: &App) -> Result<Response<Body>, ApiError> {
-    let stats: serde_json::Value =
-        serde_json::from_str(&app.store()?.stats_json()?).map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("the core's counters are not JSON: {e}"),
-            )
-        })?;
+/// Counters for anyone: no addresses, no secrets; then the serving core's
+/// release and file (which a core swap changes).
+pub fn statusz(app: &App, store: &cti_ffi::Store) -> Result<Response<Body>, ApiError> {
+    let stats: serde_json::Value = serde_json::from_str(&store.stats_json()?).map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the core's counters are not JSON: {e}"),
+        )
+    })?;
     let count = |k: &str| stats[k].as_u64().unwrap_or(0);
     let mut out = String::new();
     for (name, value) in [
@@ -45,6 +45,11 @@ pub fn statusz(app: &App) -> Result<Response<Body>, ApiError> {
     ] {
         let _ = writeln!(out, "{name} {value}");
     }
+    let game = app.game();
+    let path = game.core_path().unwrap_or_default();
+    let _ = writeln!(out, "core_version {}", store.api().version());
+    let _ = writeln!(out, "core_path {}", path.display());
+    let _ = writeln!(out, "core_swaps {}", game.swaps());
     let mut r = text(StatusCode::OK, out);
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

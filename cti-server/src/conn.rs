@@ -75,14 +75,70 @@ pub struct Connections {
     metrics: Counters,
 }
 
-/// Tells connections that the server is shutting down.
+/// What the server asks of its open connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrainState {
+    /// Serve as usual.
+    Serving,
+    /// Another process takes the listening socket over: every connection
+    /// is to end without a client ever having a request cut. HTTP/1.1
+    /// answers its next request with `Connection: close` (a client then
+    /// opens a new connection, which the other process accepts), a parked
+    /// one closes now, HTTP/2 gets GOAWAY. Reversible: a failed hand-over
+    /// goes back to `Serving`.
+    Handover,
+    /// Shutting down: every connection finishes what is in flight and closes.
+    Stop,
+}
+
+/// Tells a connection what the server asks of it ([`DrainState`]).
 #[derive(Clone)]
-pub struct Drain(watch::Receiver<bool>);
+pub struct Drain(watch::Receiver<DrainState>);
 
 impl Drain {
-    /// Resolves when shutdown starts.
+    /// Resolves when the server stops or hands over.
     pub async fn started(&mut self) {
-        let _ = self.0.wait_for(|draining| *draining).await;
+        let _ = self.0.wait_for(|s| *s != DrainState::Serving).await;
+    }
+
+    /// Resolves when the server stops.
+    pub async fn stopping(&mut self) {
+        let _ = self.0.wait_for(|s| *s == DrainState::Stop).await;
+    }
+
+    pub fn state(&self) -> DrainState {
+        *self.0.borrow()
+    }
+}
+
+/// The server's side of [`Drain`]: what it asks of the connections it
+/// accepted, and whether they have all ended.
+pub struct Draining(watch::Sender<DrainState>);
+
+impl Default for Draining {
+    fn default() -> Draining {
+        Draining(watch::Sender::new(DrainState::Serving))
+    }
+}
+
+impl Draining {
+    /// A new connection's side.
+    pub fn drain(&self) -> Drain {
+        Drain(self.0.subscribe())
+    }
+
+    pub fn set(&self, state: DrainState) {
+        self.0.send_replace(state);
+    }
+
+    /// Connections accepted and not yet ended.
+    pub fn open(&self) -> usize {
+        self.0.receiver_count()
+    }
+
+    /// Waits at most `limit` for every connection to end; whether they did.
+    pub async fn finished(&self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.0.closed()).await.is_ok()
     }
 }
 
@@ -134,8 +190,30 @@ impl Connections {
         H: Fn(TcpStream, SocketAddr, Drain) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
-        let (draining, drain) = watch::channel(false);
-        tokio::pin!(shutdown);
+        let draining = Draining::default();
+        self.accept_until(&listener, &draining, shutdown, &handle)
+            .await;
+        drop(listener);
+        stop();
+        Connections::finish(&draining, grace).await;
+    }
+
+    /// Accepts on `listener` until `until` resolves (and gives its value),
+    /// running `handle` on each connection the total cap lets in; the
+    /// connections take their [`Drain`] from `draining`. The listener stays
+    /// open: accepting can go on later (after a failed hand-over).
+    pub async fn accept_until<H, F, T>(
+        &self,
+        listener: &TcpListener,
+        draining: &Draining,
+        until: impl Future<Output = T>,
+        handle: &H,
+    ) -> T
+    where
+        H: Fn(TcpStream, SocketAddr, Drain) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        tokio::pin!(until);
         loop {
             let (tcp, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -147,7 +225,7 @@ impl Connections {
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                done = &mut until => return done,
             };
             let slot = match self.caps.open() {
                 Ok(slot) => slot,
@@ -161,20 +239,18 @@ impl Connections {
             // connections still before HTTP (a PROXY header, a handshake).
             // Boxed: a future moved into an async block and awaited there
             // is stored twice.
-            let work = Box::pin(handle(tcp, peer, Drain(drain.clone())));
+            let work = Box::pin(handle(tcp, peer, draining.drain()));
             tokio::spawn(async move {
                 work.await;
                 drop(slot);
             });
         }
-        drop(listener);
-        stop();
-        let _ = draining.send(true);
-        drop(drain);
-        if tokio::time::timeout(grace, draining.closed())
-            .await
-            .is_err()
-        {
+    }
+
+    /// Tells every connection to stop and gives them `grace` to finish.
+    pub async fn finish(draining: &Draining, grace: Duration) {
+        draining.set(DrainState::Stop);
+        if !draining.finished(grace).await {
             tracing::warn!("grace period over; closing the remaining connections");
         }
     }

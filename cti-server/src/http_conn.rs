@@ -10,7 +10,7 @@
 //! keep-alive connection holds only its socket (and TLS state).
 
 use crate::activity::{Activity, Tracked};
-use crate::conn::{Connections, Drain, Ending};
+use crate::conn::{Connections, Drain, DrainState, Ending};
 use crate::rewind::Rewind;
 use crate::write_timeout::WriteTimeout;
 use crate::Body;
@@ -116,6 +116,10 @@ impl Connections {
                 _ => return,
             },
         };
+        let service = CloseWhenDraining {
+            inner: service,
+            drain: drain.clone(),
+        };
         let life = Life {
             activity: activity.clone(),
             drain,
@@ -129,8 +133,12 @@ impl Connections {
         }
     }
 
-    async fn serve_h2<I, S>(&self, io: Io<I>, service: Tracked<S>, mut life: Life)
-    where
+    async fn serve_h2<I, S>(
+        &self,
+        io: Io<I>,
+        service: Tracked<CloseWhenDraining<S>>,
+        mut life: Life,
+    ) where
         I: Stream,
         S: AppService,
     {
@@ -141,8 +149,12 @@ impl Connections {
         }
     }
 
-    async fn serve_h1<I, S>(&self, mut io: Io<I>, service: Tracked<S>, mut life: Life)
-    where
+    async fn serve_h1<I, S>(
+        &self,
+        mut io: Io<I>,
+        service: Tracked<CloseWhenDraining<S>>,
+        mut life: Life,
+    ) where
         I: Stream,
         S: AppService + Unpin,
     {
@@ -240,7 +252,11 @@ impl Connections {
                         return None;
                     }
                 },
-                () = life.drain.started(), if ending.is_none() => Ending::Shutdown,
+                // A hand-over leaves HTTP/1.1 to `CloseWhenDraining` (or
+                // to parking): closing it between requests would race the
+                // client's next one.
+                () = async { if park { life.drain.stopping().await } else { life.drain.started().await } },
+                    if ending.is_none() => Ending::Shutdown,
                 () = quiet(), if ending.is_none() => {
                     if park { Ending::Park } else { Ending::Idle }
                 }
@@ -285,11 +301,12 @@ trait Graceful {
     fn graceful(&mut self);
 }
 
-type H1Conn<I, S> = hyper::server::conn::http1::Connection<TokioIo<Io<I>>, Tracked<S>>;
+type H1Conn<I, S> =
+    hyper::server::conn::http1::Connection<TokioIo<Io<I>>, Tracked<CloseWhenDraining<S>>>;
 
 struct H1<I, S>(Pin<Box<H1Conn<I, S>>>)
 where
-    Tracked<S>: hyper::service::HttpService<Incoming>;
+    Tracked<CloseWhenDraining<S>>: hyper::service::HttpService<Incoming>;
 
 impl<I, S> Graceful for H1<I, S>
 where
@@ -307,13 +324,13 @@ where
 
 type H2Conn<I, S> = hyper::server::conn::http2::Connection<
     TokioIo<Io<I>>,
-    Tracked<S>,
+    Tracked<CloseWhenDraining<S>>,
     hyper_util::rt::TokioExecutor,
 >;
 
 struct H2<I, S>(Pin<Box<H2Conn<I, S>>>)
 where
-    Tracked<S>: hyper::service::HttpService<Incoming>;
+    Tracked<CloseWhenDraining<S>>: hyper::service::HttpService<Incoming>;
 
 impl<I, S> Graceful for H2<I, S>
 where
@@ -325,5 +342,41 @@ where
     }
     fn graceful(&mut self) {
         self.0.as_mut().graceful_shutdown();
+    }
+}
+
+/// Answers HTTP/1.x with `Connection: close` once the server drains (a
+/// hand-over or a shutdown): the client then sends its next request on a
+/// new connection, instead of racing the server's close of this one (a
+/// request written into a closing connection is lost).
+pub struct CloseWhenDraining<S> {
+    inner: S,
+    drain: Drain,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<S: AppService> hyper::service::Service<Request<Incoming>> for CloseWhenDraining<S> {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, req: Request<Incoming>) -> Answer {
+        let h1 = req.version() < hyper::Version::HTTP_2;
+        let answer = self.inner.call(req);
+        if !h1 {
+            return Box::pin(answer);
+        }
+        let drain = self.drain.clone();
+        Box::pin(async move {
+            let mut response = answer.await?;
+            if drain.state() != DrainState::Serving {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(response)
+        })
     }
 }

@@ -15,10 +15,14 @@ pub mod compat;
 pub mod conn;
 pub mod error;
 pub mod game;
+pub mod handover;
 pub mod http_cache;
 pub mod http_conn;
+pub mod listen;
 pub mod metrics;
 pub mod negotiate;
+pub mod notify;
+pub mod operator;
 pub mod query;
 pub mod responses;
 pub mod rewind;
@@ -44,9 +48,6 @@ use std::time::{Duration, Instant};
 /// Response body of every route (an event stream never fails either).
 pub type Body = BoxBody<Bytes, Infallible>;
 
-/// Most recent claims `/api/recent` gives.
-pub const RECENT_MAX: u32 = 500;
-
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// HTTP proxies whose forwarding header (the one named) is believed.
@@ -57,6 +58,8 @@ pub struct Config {
     pub connections: conn::Settings,
     /// Caps on `/api/stream` listeners.
     pub event_streams: stream::Caps,
+    /// Applied to the store whenever it is opened again (a core swap).
+    pub store_setup: Option<game::StoreSetup>,
 }
 
 /// The state every connection shares.
@@ -77,7 +80,12 @@ impl App {
     pub fn new(store: cti_ffi::Store, config: Config) -> Arc<App> {
         let events = Arc::new(stream::Broadcaster::new(config.event_streams));
         let app = Arc::new(App {
-            game: game::Game::new(store, config.db_path.clone(), events.clone()),
+            game: game::Game::new(
+                store,
+                config.db_path.clone(),
+                events.clone(),
+                config.store_setup.clone(),
+            ),
             events,
             requests: metrics::Requests::default(),
             connections: conn::Connections::new(config.connections),
@@ -91,16 +99,17 @@ impl App {
         app
     }
 
-    /// The store, or 503 in the one case there is none: a core swap that
-    /// could reopen it with neither the new core nor the old.
+    /// The store, once a core swap in progress is over (requests wait for
+    /// it without holding a runtime thread); 503 in the one case there is
+    /// none: a swap or hand-over that could reopen it with no core.
+    pub async fn store_ready(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
+        self.game.store().await.ok_or_else(not_open)
+    }
+
+    /// The store now, without waiting; 503 also during a core swap. For
+    /// callers that must not wait (metrics); requests use `store_ready`.
     pub fn store(&self) -> Result<Arc<cti_ffi::Store>, error::ApiError> {
-        self.game.store().ok_or_else(|| {
-            error::ApiError::new(
-                hyper::StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "The game's store is not open.",
-            )
-        })
+        self.game.store_now().ok_or_else(not_open)
     }
 
     /// The store and the core serving it.
@@ -131,6 +140,14 @@ impl App {
             .accept(listener, shutdown, grace, stop, handle)
             .await;
     }
+}
+
+fn not_open() -> error::ApiError {
+    error::ApiError::new(
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "The game's store is not open.",
+    )
 }
 
 /// Keeps idle event streams (and proxies in between) from timing out.

@@ -3,8 +3,9 @@
 //! `cti-edge`.
 
 use clap::Parser;
-use cti_server::cli;
+use cti_server::listen::{Inherited, ListenError};
 use cti_server::App;
+use cti_server::{cli, notify, operator};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -21,21 +22,36 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    cli::main("cti-server", args.common.log_json, run(args))
+    let args = cli::parse::<Args>();
+    // SAFETY: no other thread exists yet.
+    let inherited = unsafe { Inherited::take() };
+    cli::main("cti-server", args.common.log_json, run(args, inherited))
 }
 
-async fn run(args: Args) -> Result<(), String> {
+async fn run(args: Args, inherited: Result<Inherited, ListenError>) -> Result<(), String> {
+    let mut inherited = inherited.map_err(|e| e.to_string())?;
     let common = &args.common;
     let store = common.open_store()?;
-    let (listener, local) = cli::bind(args.listen).await?;
+    let (listener, local) = inherited
+        .service(args.listen)
+        .await
+        .map_err(|e| e.to_string())?;
+    let operator = inherited
+        .operator(common.metrics)
+        .await
+        .map_err(|e| e.to_string())?;
     let app = App::new(store, common.config());
     let for_metrics = app.clone();
     let render = Arc::new(move || cti_server::metrics::render(&for_metrics));
-    cli::metrics_listener(common.metrics, render).await?;
+    operator::start(operator, render, None, Default::default());
     tracing::info!(db = %common.db.display(), core = cti_ffi::version(), "cti-server listening on http://{local}/");
     println!("cti-server: serving http://{local}/");
-    cti_server::serve(listener, app, cli::shutdown_signal(), common.grace()).await;
+    notify::ready(false);
+    let shutdown = async {
+        cli::shutdown_signal().await;
+        notify::stopping();
+    };
+    cti_server::serve(listener, app, shutdown, common.grace()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -4,10 +4,6 @@
 
 use crate::route::LABELS as ROUTES;
 use crate::App;
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response, StatusCode};
-use std::convert::Infallible;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -78,6 +74,7 @@ pub fn render(app: &App) -> String {
     if let Ok(json) = app.store().and_then(|s| Ok(s.stats_json()?)) {
         core(&mut out, &json);
     }
+    app.game().render(&mut out);
     out
 }
 
@@ -126,40 +123,11 @@ fn core(out: &mut String, json: &str) {
     }
 }
 
-/// Serves `GET /metrics` with whatever `render` gives, until the task ends.
+/// Serves `GET /metrics` with whatever `render` gives, until the task ends
+/// (the operator listener without admin actions).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     render: Arc<dyn Fn() -> String + Send + Sync>,
 ) {
-    use hyper_util::rt::TokioIo;
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let render = render.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let render = render.clone();
-                async move {
-                    let mut r = if req.uri().path() == "/metrics" {
-                        Response::new(Full::new(Bytes::from(render())))
-                    } else {
-                        let mut r = Response::new(Full::new(Bytes::from_static(b"see /metrics\n")));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    };
-                    r.headers_mut().insert(
-                        hyper::header::CONTENT_TYPE,
-                        hyper::header::HeaderValue::from_static(
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        ),
-                    );
-                    Ok::<_, Infallible>(r)
-                }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+    crate::operator::serve(listener, render, None, Default::default()).await;
 }

@@ -42,18 +42,20 @@ pub fn param(query: &str, key: &str) -> Result<Option<String>, ApiError> {
         .transpose()
 }
 
-/// `limit=N` for the recent lists: `default` when absent, at most `max`.
-pub fn limit(query: &str, default: u32, max: u32) -> Result<u32, ApiError> {
-    match param(query, "limit")? {
-        None => Ok(default),
-        Some(v) => v.parse::<u32>().map(|n| n.min(max)).map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_limit",
-                format!("limit must be a whole number from 0 to {max}."),
-            )
-        }),
+/// `limit=N` for the recent lists: `default` when absent. Any whole number
+/// is taken (one past `u32::MAX` as `u32::MAX`): the core caps the length.
+pub fn limit(query: &str, default: u32) -> Result<u32, ApiError> {
+    let Some(v) = param(query, "limit")? else {
+        return Ok(default);
+    };
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+            "limit must be a whole number.",
+        ));
     }
+    Ok(v.parse().unwrap_or(u32::MAX))
 }
 
 /// Percent-decoding to UTF-8 (`+` stays `+`: it is a legal nickname character).
@@ -138,9 +140,15 @@ mod tests {
             param("window=all+", "window").unwrap().as_deref(),
             Some("all ")
         );
-        assert_eq!(limit("", 50, 500).unwrap(), 50);
-        assert_eq!(limit("limit=9999", 50, 500).unwrap(), 500);
-        assert!(limit("limit=-1", 50, 500).is_err());
+        assert_eq!(limit("", 50).unwrap(), 50);
+        assert_eq!(limit("limit=9999", 50).unwrap(), 9999);
+        assert_eq!(
+            limit("limit=99999999999999999999999", 50).unwrap(),
+            u32::MAX
+        );
+        for bad in ["limit=-1", "limit=+1", "limit=", "limit=1.5", "limit=x"] {
+            assert!(limit(bad, 50).is_err(), "{bad}");
+        }
     }
 
     #[test]

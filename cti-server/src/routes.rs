@@ -82,7 +82,7 @@ async fn read(
 ) -> Result<Response<Body>, ApiError> {
     let headers = req.headers();
     let query = req.uri().query().unwrap_or("");
-    let store = app.store()?;
+    let store = app.store_ready().await?;
     let window = || param(query, "window");
     let shared = |json: String| {
         http_cache::respond(headers, app.json_cache.representation(json, READ_CACHING))
@@ -90,7 +90,7 @@ async fn read(
     Ok(match *route {
         Route::ApiIp => {
             let ip = client_addr::resolve(peer, headers, &app.config.trusted_proxies)
-                .map(client_addr::canonical)
+                .map(|ip| ip.to_string())
                 .ok_or_else(client_addr::no_address)?;
             with_type(
                 StatusCode::OK,
@@ -98,9 +98,8 @@ async fn read(
                 serde_json::json!({ "ip": ip }).to_string(),
             )
         }
-        Route::ApiRecent => {
-            shared(store.recent_json(query::limit(query, 50, crate::RECENT_MAX)?)?)
-        }
+        // The core caps the length: its limit is not repeated here.
+        Route::ApiRecent => shared(store.recent_json(query::limit(query, 50)?)?),
         Route::ApiBlocks => shared(store.blocks_json(window()?.as_deref())?),
         Route::ApiRanks => shared(store.ranks_json(window()?.as_deref())?),
         Route::ApiUser(raw) => {
@@ -114,7 +113,7 @@ async fn read(
         }
         Route::Healthz => health(app).await?,
         Route::Ip => compat::ip(app, peer, headers),
-        Route::Statusz => compat::statusz(app)?,
+        Route::Statusz => compat::statusz(app, &store)?,
         Route::Static { asset, canonical } => static_asset(headers, asset, canonical),
         Route::Claim { .. } | Route::ApiNotFound | Route::NotFound => {
             return Err(ApiError::not_found())
@@ -195,7 +194,7 @@ fn preflight(route: &Route<'_>, allow: &'static str) -> Response<Body> {
 }
 
 async fn health(app: &App) -> Result<Response<Body>, ApiError> {
-    let store = app.store()?;
+    let store = app.store_ready().await?;
     let result = tokio::task::spawn_blocking(move || store.health())
         .await
         .map_err(|_| {

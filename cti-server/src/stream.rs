@@ -133,6 +133,12 @@ impl Broadcaster {
         self.shared.lock().len()
     }
 
+    /// Ends the open streams but takes new ones (a hand-over to another
+    /// process: their clients reconnect, to it).
+    pub fn end_streams(&self) {
+        self.shared.lock().clear();
+    }
+
     /// Ends every stream (graceful shutdown waits for them otherwise).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);

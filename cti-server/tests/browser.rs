@@ -6,155 +6,46 @@
 //! a 375 px wide phone. `scripts/install-deps` installs chromium and
 //! chromium-driver; under CI=true their absence is a failure.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
 
-struct Proc(Child);
+use common::{Binary, JSON};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// One HTTP/1.1 exchange with a JSON body; returns status and JSON.
+/// One exchange with a JSON body and `extra` header lines; returns the
+/// status and the JSON (`null` for none).
 fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
+    extra: &[&str],
 ) -> (u16, serde_json::Value) {
-    http_with(addr, method, path, body, "")
-}
-
-/// `http` with extra header lines (each ending in CRLF).
-fn http_with(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-    extra: &str,
-) -> (u16, serde_json::Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n\
-         {extra}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    // Read the head, then exactly Content-Length bytes: a peer may keep the
-    // connection open whatever we asked.
-    let mut reader = BufReader::new(s);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line).unwrap();
-    let status = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut length = None;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line.trim().is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = v.trim().parse::<usize>().ok();
-            }
-        }
-    }
-    let mut body = Vec::new();
-    match length {
-        Some(n) => {
-            body.resize(n, 0);
-            reader.read_exact(&mut body).unwrap();
-        }
-        None => {
-            reader.read_to_end(&mut body).unwrap();
-        }
-    }
-    (
-        status,
-        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let headers = [&[JSON, "Content-Type: application/json"][..], extra].concat();
+    let reply = test_kit::http::call(addr, method, path, &headers, &body);
+    let json = serde_json::from_slice(&reply.body).unwrap_or(serde_json::Value::Null);
+    (reply.status, json)
 }
 
 /// A server on loopback; it believes `X-Forwarded-For` from loopback, so
 /// that tests can claim from many addresses.
-fn start_server(dir: &std::path::Path) -> (Proc, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cti-server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--claims-per-minute",
-            "0",
-            "--net24-claims-per-minute",
-            "0",
-            "--trusted-proxy",
-            "127.0.0.0/8",
-            "--db",
-        ])
-        .arg(dir.join("browser.db"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .split("http://")
-        .nth(1)
-        .expect("the server prints its URL")
-        .trim()
-        .trim_end_matches('/');
-    (Proc(child), url.parse().unwrap())
+fn start_server() -> Binary {
+    let flags = ["--claims-per-minute", "0", "--net24-claims-per-minute", "0"];
+    Binary::start(
+        &[&flags[..], &["--trusted-proxy", "127.0.0.0/8"]].concat(),
+        &[],
+    )
 }
 
-fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_for<T>(what: &str, probe: impl FnMut() -> Option<T>) -> T {
+    test_kit::wait::until(what, Duration::from_secs(30), probe)
 }
 
 /// Whether the browser tests can run here (in CI they must).
 fn browser_available() -> bool {
-    if have("chromium") && have("chromedriver") {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "chromium and chromedriver are required in CI (scripts/install-deps)"
-    );
-    eprintln!("skipped: chromium or chromedriver is not installed (run scripts/install-deps)");
-    false
+    test_kit::tools_present(&[("chromium", "--version"), ("chromedriver", "--version")])
 }
 
 /// chromedriver on a loopback port, stopped when dropped.
@@ -163,9 +54,19 @@ struct Driver {
     addr: SocketAddr,
 }
 
+/// A child process, killed when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Driver {
     fn start() -> Driver {
-        let port = free_port();
+        let port = test_kit::process::free_port();
         let proc = Proc(
             Command::new("chromedriver")
                 .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
@@ -176,8 +77,8 @@ impl Driver {
         );
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for("chromedriver", || {
-            TcpStream::connect(addr).ok().and_then(|_| {
-                (http(addr, "GET", "/status", None).1["value"]["ready"] == true).then_some(())
+            std::net::TcpStream::connect(addr).ok().and_then(|_| {
+                (http(addr, "GET", "/status", None, &[]).1["value"]["ready"] == true).then_some(())
             })
         });
         Driver { _proc: proc, addr }
@@ -205,7 +106,7 @@ impl<'a> Session<'a> {
         }
         let caps =
             serde_json::json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": options}}});
-        let (status, created) = http(driver.addr, "POST", "/session", Some(&caps));
+        let (status, created) = http(driver.addr, "POST", "/session", Some(&caps), &[]);
         assert_eq!(status, 200, "{created}");
         let id = created["value"]["sessionId"].as_str().unwrap().to_string();
         Session { driver, id }
@@ -217,6 +118,7 @@ impl<'a> Session<'a> {
             "POST",
             &format!("/session/{}{path}", self.id),
             Some(&body),
+            &[],
         );
         assert_eq!(status, 200, "{path}: {v}");
         v["value"].clone()
@@ -261,6 +163,22 @@ impl<'a> Session<'a> {
     }
 }
 
+impl Session<'_> {
+    /// Waits until `script` returns `want`.
+    fn until(&self, what: &str, script: &str, want: impl Into<serde_json::Value>) {
+        let want = want.into();
+        wait_for(what, || (self.run(script) == want).then_some(()));
+    }
+
+    /// Opens the home page of `server` and waits for its 80 held squares
+    /// (the board `populate` makes).
+    fn populated_board(&self, server: SocketAddr) {
+        self.go(&format!("http://{server}/"));
+        let held = "return document.querySelectorAll('#grid .cell.held').length";
+        self.until("the board", held, 80);
+    }
+}
+
 impl Drop for Session<'_> {
     fn drop(&mut self) {
         http(
@@ -268,6 +186,7 @@ impl Drop for Session<'_> {
             "DELETE",
             &format!("/session/{}", self.id),
             None,
+            &[],
         );
     }
 }
@@ -278,18 +197,16 @@ fn home_page_shows_the_grid_and_updates_live() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (_server, server) = start_server(dir.path());
+    let running = start_server();
+    let server = running.addr;
     let driver = Driver::start();
     let browser = Session::new(&driver, &dir.path().join("chrome-profile"), None);
     let run = |script: &str| browser.run(script);
     browser.go(&format!("http://{server}/"));
-    wait_for("256 cells", || {
-        (run("return document.querySelectorAll('#grid .cell').length") == 256).then_some(())
-    });
-    wait_for("the live stream", || {
-        (run("return document.querySelector('#live').classList.contains('on')") == true)
-            .then_some(())
-    });
+    let cells = "return document.querySelectorAll('#grid .cell').length";
+    browser.until("256 cells", cells, 256);
+    let live = "return document.querySelector('#live').classList.contains('on')";
+    browser.until("the live stream", live, true);
     let marker = run("window.__loadMarker = 'same page'; return window.__loadMarker");
     assert_eq!(marker, "same page");
     assert_eq!(
@@ -298,24 +215,16 @@ fn home_page_shows_the_grid_and_updates_live() {
     );
 
     // Another client claims 127.0.0.1 for a new name.
-    let (status, claim) = http(server, "GET", "/claim?name=browser_test", None);
+    let (status, claim) = http(server, "GET", "/claim?name=browser_test", None, &[]);
     assert_eq!(status, 200, "{claim}");
 
-    wait_for("the grid to show the new holder", || {
-        (run("return document.querySelectorAll('#grid .cell')[127].dataset.holder || null")
-            == "browser_test")
-            .then_some(())
-    });
-    wait_for("the recent list", || {
-        (run("return document.querySelector('#recent').textContent.includes('browser_test')")
-            == true)
-            .then_some(())
-    });
-    wait_for("the leaderboard", || {
-        (run("return document.querySelector('#ranks tbody').textContent.includes('browser_test')")
-            == true)
-            .then_some(())
-    });
+    let holder = "return document.querySelectorAll('#grid .cell')[127].dataset.holder || null";
+    browser.until("the grid to show the new holder", holder, "browser_test");
+    let recent = "return document.querySelector('#recent').textContent.includes('browser_test')";
+    browser.until("the recent list", recent, true);
+    let ranks =
+        "return document.querySelector('#ranks tbody').textContent.includes('browser_test')";
+    browser.until("the leaderboard", ranks, true);
     assert_eq!(
         run("return window.__loadMarker || null"),
         "same page",
@@ -325,13 +234,8 @@ fn home_page_shows_the_grid_and_updates_live() {
 
 /// Claims `ip` for `nick` through the server's trust in loopback proxies.
 fn claim_from(server: SocketAddr, ip: &str, nick: &str) {
-    let (status, v) = http_with(
-        server,
-        "GET",
-        &format!("/claim?name={nick}"),
-        None,
-        &format!("X-Forwarded-For: {ip}\r\n"),
-    );
+    let xff = format!("X-Forwarded-For: {ip}");
+    let (status, v) = http(server, "GET", &format!("/claim?name={nick}"), None, &[&xff]);
     assert_eq!(status, 200, "{v}");
 }
 
@@ -387,27 +291,29 @@ fn populate(server: SocketAddr) {
     }
 }
 
+/// A profile directory, a server holding `populate`'s board, and
+/// chromedriver; `None` where the browser tests cannot run.
+fn populated() -> Option<(tempfile::TempDir, Binary, Driver)> {
+    if !browser_available() {
+        return None;
+    }
+    let server = start_server();
+    populate(server.addr);
+    Some((tempfile::tempdir().unwrap(), server, Driver::start()))
+}
+
 #[test]
 fn the_board_tells_players_apart_and_works_on_a_phone() {
-    if !browser_available() {
+    let Some((dir, running, driver)) = populated() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, server) = start_server(dir.path());
-    populate(server);
-    let driver = Driver::start();
+    };
+    let server = running.addr;
 
     // Desktop: the ten leaders' squares are at least 20 degrees of hue apart.
     let desktop = Session::new(&driver, &dir.path().join("desktop"), None);
-    desktop.go(&format!("http://{server}/"));
-    wait_for("the leaderboard", || {
-        (desktop.run("return document.querySelectorAll('#ranks tbody tr').length") == 14)
-            .then_some(())
-    });
-    wait_for("the board", || {
-        (desktop.run("return document.querySelectorAll('#grid .cell.held').length") == 80)
-            .then_some(())
-    });
+    desktop.populated_board(server);
+    let rows = "return document.querySelectorAll('#ranks tbody tr').length";
+    desktop.until("the leaderboard", rows, 14);
     let colours = desktop.run(
         "const top = [...document.querySelectorAll('#ranks tbody tr')].slice(0, 10)
            .map((tr) => tr.querySelector('a').textContent);
@@ -440,14 +346,9 @@ fn the_board_tells_players_apart_and_works_on_a_phone() {
     // Phone: nothing wider than the screen, squares big enough to tap, and
     // a square's holder, count and total shown on a tap and on the keyboard.
     let phone = Session::new(&driver, &dir.path().join("phone"), Some(375));
-    phone.go(&format!("http://{server}/"));
-    wait_for("the board on the phone", || {
-        (phone.run("return document.querySelectorAll('#grid .cell.held').length") == 80)
-            .then_some(())
-    });
-    wait_for("the recent claims", || {
-        (phone.run("return document.querySelectorAll('#recent li').length") == 30).then_some(())
-    });
+    phone.populated_board(server);
+    let recent = "return document.querySelectorAll('#recent li').length";
+    phone.until("the recent claims", recent, 30);
     assert_eq!(
         phone.run("return document.documentElement.clientWidth"),
         375
@@ -499,19 +400,12 @@ fn the_board_tells_players_apart_and_works_on_a_phone() {
 /// in every block where they have an address.
 #[test]
 fn a_square_names_its_runner_up() {
-    if !browser_available() {
+    let Some((dir, running, driver)) = populated() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (_server, server) = start_server(dir.path());
-    populate(server);
-    let driver = Driver::start();
+    };
+    let server = running.addr;
     let browser = Session::new(&driver, &dir.path().join("profile"), None);
-    browser.go(&format!("http://{server}/"));
-    wait_for("the board", || {
-        (browser.run("return document.querySelectorAll('#grid .cell.held').length") == 80)
-            .then_some(())
-    });
+    browser.populated_board(server);
     browser.click("#grid .cell:nth-child(211)");
     wait_for("block 210's runner-up", || {
         let text = browser.run("return document.querySelector('#block-info').textContent");

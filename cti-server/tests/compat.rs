@@ -58,8 +58,7 @@ fn statusz_is_public_plain_counters() {
     let limits = cti_ffi::Limits {
         per_address_per_minute: 1,
         per_address_burst: 1,
-        per_net24_per_minute: 0,
-        per_net24_burst: 0,
+        ..cti_ffi::Limits::OFF
     };
     let s = Server::start(Config::default(), Some(limits));
     assert_eq!(s.get("/claim?name=alice", &[JSON]).status, 200);

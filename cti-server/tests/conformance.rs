@@ -67,8 +67,9 @@ fn safe_methods_never_claim() {
         400,
         "HEAD refuses what GET would refuse"
     );
-    let preflight = s.raw(
-        "OPTIONS /claim?name=alice HTTP/1.1",
+    let preflight = s.call(
+        "OPTIONS",
+        "/claim?name=alice",
         &[
             "Origin: https://example.com",
             "Access-Control-Request-Method: GET",
@@ -80,12 +81,12 @@ fn safe_methods_never_claim() {
         preflight.header("access-control-allow-methods"),
         "GET"
     ));
-    let bare = s.raw("OPTIONS /claim HTTP/1.1", &["Origin: https://example.com"]);
+    let bare = s.call("OPTIONS", "/claim", &["Origin: https://example.com"]);
     assert_eq!(bare.status, 204, "a preflight needs no name");
-    let trace = s.raw("TRACE /claim?name=alice HTTP/1.1", &[]);
+    let trace = s.call("TRACE", "/claim?name=alice", &[]);
     assert_eq!(trace.status, 405);
     assert!(has_token(trace.header("allow"), "GET") && !has_token(trace.header("allow"), "TRACE"));
-    assert_eq!(s.raw("TRACE /claim/alice HTTP/1.1", &[]).status, 405);
+    assert_eq!(s.call("TRACE", "/claim/alice", &[]).status, 405);
     assert_eq!(s.claims_committed(), 0, "no safe method claimed");
     assert!(s.get("/api/recent", &[]).json()["claims"]
         .as_array()
@@ -94,10 +95,7 @@ fn safe_methods_never_claim() {
 
     assert_eq!(s.get("/claim?name=alice", &[JSON]).status, 200);
     assert_eq!(s.claims_committed(), 1);
-    let post = s.raw(
-        "POST /claim?name=bob HTTP/1.1",
-        &[JSON, "Content-Length: 0"],
-    );
+    let post = s.call("POST", "/claim?name=bob", &[JSON, "Content-Length: 0"]);
     assert_eq!(
         (post.status, post.json()["name"].as_str()),
         (200, Some("bob"))
@@ -291,11 +289,12 @@ fn cors_covers_errors_and_preflights_are_honest() {
         assert_eq!(r.status, status, "{path}");
         assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{path}");
     }
-    let r = s.raw("POST /api/blocks HTTP/1.1", &["Content-Length: 0"]);
+    let r = s.call("POST", "/api/blocks", &["Content-Length: 0"]);
     assert_eq!(r.status, 405);
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
-    let preflight = s.raw(
-        "OPTIONS /api/blocks HTTP/1.1",
+    let preflight = s.call(
+        "OPTIONS",
+        "/api/blocks",
         &[
             "Origin: https://example.com",
             "Access-Control-Request-Method: GET",
@@ -313,7 +312,7 @@ fn cors_covers_errors_and_preflights_are_honest() {
         preflight.header("access-control-allow-headers"),
         "If-None-Match"
     ));
-    let unknown = s.raw("OPTIONS /nope HTTP/1.1", &["Origin: https://example.com"]);
+    let unknown = s.call("OPTIONS", "/nope", &["Origin: https://example.com"]);
     assert_eq!(unknown.status, 404);
 }
 

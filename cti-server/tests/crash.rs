@@ -3,10 +3,12 @@
 //! restart every claim that got a 2xx is on disk, and the stored aggregates
 //! equal a recount of the claims table (`cti_check`).
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::Binary;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,38 +16,16 @@ use std::time::{Duration, Instant};
 const CYCLES: u32 = 20;
 const CLIENTS: u32 = 8;
 
-fn start(db: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cti-server"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--trusted-proxy",
-            "127.0.0.1",
-            "--claims-per-minute",
-            "0",
-        ])
-        .args(["--net24-claims-per-minute", "0", "--db"])
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .expect("URL")
-        .trim()
-        .trim_end_matches('/')
-        .to_string();
-    (child, addr)
+/// The server on the database in `dir`, believing `X-Forwarded-For` from
+/// loopback, with no claim limits.
+fn start(dir: &Path) -> Binary {
+    let flags = ["--trusted-proxy", "127.0.0.1", "--claims-per-minute", "0"];
+    let flags = [&flags[..], &["--net24-claims-per-minute", "0"]].concat();
+    Binary::start_in(dir, &flags, &[])
 }
 
 /// One claim for `ip` (via a trusted X-Forwarded-For); true on a 2xx.
-fn claim(addr: &str, ip: &str, nick: &str) -> bool {
+fn claim(addr: SocketAddr, ip: &str, nick: &str) -> bool {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return false;
     };
@@ -61,45 +41,22 @@ fn claim(addr: &str, ip: &str, nick: &str) -> bool {
     reply.starts_with("HTTP/1.1 2")
 }
 
-fn owners(db: &std::path::Path) -> HashMap<String, String> {
-    let out = Command::new("sqlite3")
-        .arg(db)
-        .arg(
-            "SELECT (ip>>24)||'.'||((ip>>16)&255)||'.'||((ip>>8)&255)||'.'||(ip&255), p.name \
-             FROM claims c JOIN players p ON p.id = c.player;",
-        )
-        .output()
-        .expect("sqlite3 shell (scripts/install-deps installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| {
-            l.split_once('|')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        })
-        .collect()
-}
-
 #[test]
 fn sigkill_under_load_loses_no_acknowledged_claim() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("crash.db");
+    let db = dir.path().join("cti.db");
     let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
     let next = Arc::new(AtomicU32::new(1));
     let mut seed = 0x2545_F491_4F6C_DD1Du64;
     let mut total_lost = 0;
     for cycle in 0..CYCLES {
-        let (mut server, addr) = start(&db);
+        let mut server = start(dir.path());
+        let addr = server.addr;
         let running = Arc::new(AtomicBool::new(true));
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let (addr, acked, next, running) =
-                    (addr.clone(), acked.clone(), next.clone(), running.clone());
+                    (addr, acked.clone(), next.clone(), running.clone());
                 std::thread::spawn(move || {
                     let deadline = Instant::now() + Duration::from_secs(10);
                     while running.load(Ordering::Relaxed) && Instant::now() < deadline {
@@ -107,7 +64,7 @@ fn sigkill_under_load_loses_no_acknowledged_claim() {
                         let n = next.fetch_add(1, Ordering::Relaxed);
                         let ip = std::net::Ipv4Addr::from(0x0a00_0000 + n).to_string();
                         let nick = format!("c{c}");
-                        if claim(&addr, &ip, &nick) {
+                        if claim(addr, &ip, &nick) {
                             acked.lock().unwrap().push((ip, nick));
                         }
                     }
@@ -118,12 +75,11 @@ fn sigkill_under_load_loses_no_acknowledged_claim() {
         seed ^= seed >> 7;
         seed ^= seed << 17;
         std::thread::sleep(Duration::from_millis(100 + seed % 300));
-        server.kill().unwrap(); // SIGKILL, mid-load
-        server.wait().unwrap();
+        server.running.kill(); // SIGKILL, mid-load
         running.store(false, Ordering::Relaxed);
         clients.into_iter().for_each(|t| t.join().unwrap());
 
-        let on_disk = owners(&db);
+        let on_disk = test_kit::sqlite::owners(&db);
         let acked = acked.lock().unwrap();
         let lost: Vec<_> = acked
             .iter()

@@ -2,72 +2,55 @@
 //! the operator names counts, read from the right, so a client cannot pick
 //! the address it claims by sending its own `Forwarded` or `X-Forwarded-For`.
 
-#[path = "support/running.rs"]
-mod running;
+mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use common::{Binary, JSON};
 use std::process::Command;
-use std::time::Duration;
 
 /// `cti-server` trusting 127.0.0.1 as its proxy, with `env`.
-fn start(dir: &tempfile::TempDir, env: &[(&str, &str)]) -> (running::Running, SocketAddr) {
-    let args = ["--listen", "127.0.0.1:0", "--db", "fwd.db"];
-    let args = [&args[..], &["--trusted-proxy", "127.0.0.1"]].concat();
-    let bin = env!("CARGO_BIN_EXE_cti-server");
-    let running = running::Running::start(bin, dir.path(), &args, env, &["serving http://"]);
-    let addr = running.addrs[0];
-    (running, addr)
+fn start(env: &[(&str, &str)]) -> Binary {
+    Binary::start(&["--trusted-proxy", "127.0.0.1"], env)
 }
 
 /// The JSON answer to a claim sent with `headers`.
-fn claim(addr: SocketAddr, nick: &str, headers: &str) -> serde_json::Value {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /claim?name={nick} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n{headers}Connection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    s.read_to_string(&mut reply).unwrap();
-    let body = reply.split("\r\n\r\n").nth(1).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|_| panic!("{reply}"))
+fn claim(server: &Binary, nick: &str, headers: &[&str]) -> serde_json::Value {
+    let headers = [&[JSON][..], headers].concat();
+    server.get(&format!("/claim?name={nick}"), &headers).json()
 }
 
 #[test]
 fn behind_nginx_a_clients_own_forwarded_header_claims_nothing() {
-    let dir = tempfile::tempdir().unwrap();
     // As behind nginx: the proxy (127.0.0.1 here) appends to X-Forwarded-For
     // and passes the client's Forwarded header through.
-    let (_s, addr) = start(&dir, &[]);
-    let both = "Forwarded: for=8.8.8.8\r\nX-Forwarded-For: 203.0.113.9\r\n";
-    assert_eq!(claim(addr, "a", both)["ip"], "203.0.113.9");
+    let s = start(&[]);
+    let both = ["Forwarded: for=8.8.8.8", "X-Forwarded-For: 203.0.113.9"];
+    assert_eq!(claim(&s, "a", &both)["ip"], "203.0.113.9");
     // The client sent its own X-Forwarded-For; the proxy appended the real one.
-    let stacked = "X-Forwarded-For: 8.8.4.4, 203.0.113.10\r\n";
-    assert_eq!(claim(addr, "b", stacked)["ip"], "203.0.113.10");
-    let split = "X-Forwarded-For: 8.8.4.4\r\nX-Forwarded-For: 203.0.113.11\r\n";
-    assert_eq!(claim(addr, "c", split)["ip"], "203.0.113.11");
+    let stacked = ["X-Forwarded-For: 8.8.4.4, 203.0.113.10"];
+    assert_eq!(claim(&s, "b", &stacked)["ip"], "203.0.113.10");
+    let split = ["X-Forwarded-For: 8.8.4.4", "X-Forwarded-For: 203.0.113.11"];
+    assert_eq!(claim(&s, "c", &split)["ip"], "203.0.113.11");
     // Only Forwarded: the named header is missing, so the proxy asked itself.
     assert_eq!(
-        claim(addr, "d", "Forwarded: for=8.8.8.8\r\n")["ip"],
+        claim(&s, "d", &["Forwarded: for=8.8.8.8"])["ip"],
         "127.0.0.1"
     );
     // A garbage hop where the client should be: no address, no claim.
-    let r = claim(addr, "e", "X-Forwarded-For: 8.8.8.8, nonsense\r\n");
+    let r = claim(&s, "e", &["X-Forwarded-For: 8.8.8.8, nonsense"]);
     assert_eq!(r["error"], "no_client_address", "{r}");
 }
 
 #[test]
 fn the_operator_can_name_forwarded_or_x_real_ip() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_s, addr) = start(&dir, &[("CTI_FORWARDED_HEADER", "forwarded")]);
-    let both = "Forwarded: for=8.8.8.8, for=\"203.0.113.20:4000\"\r\nX-Forwarded-For: 8.8.4.4\r\n";
-    assert_eq!(claim(addr, "a", both)["ip"], "203.0.113.20");
-    let dir = tempfile::tempdir().unwrap();
-    let (_s, addr) = start(&dir, &[("CTI_FORWARDED_HEADER", "x-real-ip")]);
-    let both = "X-Real-IP: 203.0.113.21\r\nX-Forwarded-For: 8.8.4.4\r\n";
-    assert_eq!(claim(addr, "b", both)["ip"], "203.0.113.21");
+    let s = start(&[("CTI_FORWARDED_HEADER", "forwarded")]);
+    let both = [
+        "Forwarded: for=8.8.8.8, for=\"203.0.113.20:4000\"",
+        "X-Forwarded-For: 8.8.4.4",
+    ];
+    assert_eq!(claim(&s, "a", &both)["ip"], "203.0.113.20");
+    let s = start(&[("CTI_FORWARDED_HEADER", "x-real-ip")]);
+    let both = ["X-Real-IP: 203.0.113.21", "X-Forwarded-For: 8.8.4.4"];
+    assert_eq!(claim(&s, "b", &both)["ip"], "203.0.113.21");
     let out = Command::new(env!("CARGO_BIN_EXE_cti-server"))
         .args(["--forwarded-header", "via"])
         .output()

@@ -7,7 +7,6 @@
 mod common;
 
 use common::{Server, JSON};
-use cti_server::Config;
 use std::collections::{BTreeMap, HashMap};
 
 /// A small deterministic generator (xorshift64*), so a failure replays.
@@ -146,16 +145,7 @@ fn ranks_from_api(api: &serde_json::Value) -> Vec<(String, Vec<u64>, u64)> {
 
 #[test]
 fn score_alone_gives_the_same_board_and_leaderboard() {
-    let s = Server::start(
-        Config {
-            trusted_proxies: cti_server::client_addr::TrustedProxies {
-                ranges: vec!["127.0.0.0/8".parse().unwrap()],
-                ..Default::default()
-            },
-            ..Config::default()
-        },
-        None,
-    );
+    let s = Server::behind_loopback_proxy();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let players = ["ann", "bob", "cy", "dee", "eve", "fay", "gus"];
     // Few addresses in few blocks: steals, repeats and ties are common.

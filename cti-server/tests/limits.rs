@@ -4,68 +4,18 @@
 //! the maximum connection age, the write timeout, event-stream caps that
 //! free a place when its connection closes, and `--metrics` (issue 17 item 10).
 
-#[path = "support/running.rs"]
-mod running;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+use test_kit::client::{tcp_from, Sender, Transport};
+use test_kit::runtime;
+use test_kit::wait::dribble;
 
-/// A running `cti-server` with its metrics listener.
-struct Server {
-    _running: running::Running,
-    addr: SocketAddr,
-    metrics: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let args = [
-            &[
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics",
-                "127.0.0.1:0",
-                "--db",
-                "limits.db",
-            ],
-            args,
-        ]
-        .concat();
-        let prefixes = ["serving http://", "metrics: http://"];
-        let bin = env!("CARGO_BIN_EXE_cti-server");
-        let running = running::Running::start(bin, dir.path(), &args, &[], &prefixes);
-        Server {
-            addr: running.addrs[0],
-            metrics: running.addrs[1],
-            _running: running,
-            _dir: dir,
-        }
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        running::metric(self.metrics, name)
-    }
-
-    fn metric_becomes(&self, name: &str, want: u64, limit: Duration) -> Duration {
-        running::metric_becomes(self.metrics, name, want, limit)
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A TCP connection to `to` from the loopback address `source`.
-async fn tcp_from(source: &str, to: SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(to).await.unwrap()
+/// A running `cti-server` with its metrics listener and `args`.
+fn start(args: &[&str]) -> common::Binary {
+    common::Binary::start(&[&["--metrics", "127.0.0.1:0"], args].concat(), &[])
 }
 
 /// One keep-alive `GET /api/ip`: the status line, or "" when the server
@@ -85,40 +35,9 @@ async fn ask(s: &mut tokio::net::TcpStream) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
 
-/// How long until the server closes `s` while it is sent a byte of
-/// `bytes` (then filler) every 250 ms; `None` if still open after `limit`.
-async fn closes_while_dribbling(
-    mut s: tokio::net::TcpStream,
-    bytes: &[u8],
-    limit: Duration,
-) -> Option<Duration> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let started = Instant::now();
-    let mut buf = [0u8; 256];
-    for i in 0.. {
-        if started.elapsed() > limit {
-            return None;
-        }
-        if s.write_all(&[*bytes.get(i).unwrap_or(&b'a')])
-            .await
-            .is_err()
-        {
-            return Some(started.elapsed());
-        }
-        let wait = tokio::time::sleep(Duration::from_millis(250));
-        tokio::select! {
-            read = s.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) {
-                return Some(started.elapsed());
-            },
-            () = wait => {}
-        }
-    }
-    unreachable!()
-}
-
 #[test]
 fn metrics_flag_opens_its_listener() {
-    let s = Server::start(&[]);
+    let s = start(&[]);
     runtime().block_on(async {
         let mut c = tokio::net::TcpStream::connect(s.addr).await.unwrap();
         assert!(ask(&mut c).await.contains("200"));
@@ -134,7 +53,7 @@ fn metrics_flag_opens_its_listener() {
 
 #[test]
 fn slowloris_is_cut_by_the_request_timeout_while_others_are_served() {
-    let s = Server::start(&["--request-timeout", "2"]);
+    let s = start(&["--request-timeout", "2"]);
     let addr = s.addr;
     runtime().block_on(async move {
         let mut slow = tokio::task::JoinSet::new();
@@ -146,7 +65,13 @@ fn slowloris_is_cut_by_the_request_timeout_while_others_are_served() {
             };
             slow.spawn(async move {
                 let c = tcp_from("127.0.0.2", addr).await;
-                closes_while_dribbling(c, header, Duration::from_secs(12)).await
+                dribble(
+                    c,
+                    header,
+                    Duration::from_millis(250),
+                    Duration::from_secs(12),
+                )
+                .await
             });
         }
         let started = Instant::now();
@@ -172,7 +97,7 @@ fn slowloris_is_cut_by_the_request_timeout_while_others_are_served() {
 
 #[test]
 fn connections_are_capped_per_network_and_per_address() {
-    let s = Server::start(&["--max-per-network", "3", "--max-per-source", "2"]);
+    let s = start(&["--max-per-network", "3", "--max-per-source", "2"]);
     runtime().block_on(async {
         let mut held = Vec::new();
         for (source, served) in [
@@ -204,40 +129,22 @@ fn connections_are_capped_per_network_and_per_address() {
     });
 }
 
-/// An HTTP/2 (h2c) connection to `addr` whose end is reported.
-async fn h2c(
-    addr: SocketAddr,
-) -> (
-    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-    tokio::task::JoinHandle<Result<(), hyper::Error>>,
-) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    (send, tokio::spawn(conn))
+/// An HTTP/2 (h2c) connection to `addr`, and the task that ends with it.
+async fn h2c(addr: SocketAddr) -> (Sender, test_kit::client::Connection) {
+    let plain = Transport::Plain { h2: true };
+    test_kit::client::connect(addr, None, &[], plain)
+        .await
+        .unwrap()
 }
 
-async fn h2_get(
-    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
-    path: &str,
-) -> Result<u16, hyper::Error> {
-    use http_body_util::BodyExt;
-    let req = hyper::Request::get(format!("http://x{path}"))
-        .body(http_body_util::Empty::new())
-        .unwrap();
-    let resp = send.send_request(req).await?;
-    let status = resp.status().as_u16();
-    resp.into_body().collect().await?;
-    Ok(status)
+/// `GET path` read to the end: the status.
+async fn h2_get(send: &mut Sender, path: &str) -> Result<u16, String> {
+    send.fetch(path).await.map(|(status, _)| status)
 }
 
 #[test]
 fn an_idle_http2_connection_gets_goaway_although_it_answers_pings() {
-    let s = Server::start(&["--idle-timeout", "2", "--request-timeout", "1"]);
+    let s = start(&["--idle-timeout", "2", "--request-timeout", "1"]);
     runtime().block_on(async {
         let (mut send, conn) = h2c(s.addr).await;
         assert_eq!(h2_get(&mut send, "/api/ip").await.unwrap(), 200);
@@ -259,7 +166,7 @@ fn an_idle_http2_connection_gets_goaway_although_it_answers_pings() {
 
 #[test]
 fn connections_are_closed_gracefully_at_their_maximum_age() {
-    let s = Server::start(&["--max-connection-age", "2"]);
+    let s = start(&["--max-connection-age", "2"]);
     runtime().block_on(async {
         // HTTP/2: busy all along (a request every 100 ms), never idle.
         let (mut send, conn) = h2c(s.addr).await;
@@ -328,7 +235,7 @@ fn connections_are_closed_gracefully_at_their_maximum_age() {
 
 #[test]
 fn a_client_that_stops_reading_is_cut_by_the_write_timeout() {
-    let s = Server::start(&["--write-timeout", "2"]);
+    let s = start(&["--write-timeout", "2"]);
     runtime().block_on(async {
         use tokio::io::AsyncWriteExt;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -366,7 +273,7 @@ async fn stream_for(addr: SocketAddr, client: &str) -> (String, tokio::net::TcpS
 
 #[test]
 fn event_streams_are_capped_per_network_and_freed_when_their_connection_closes() {
-    let s = Server::start(&[
+    let s = start(&[
         "--trusted-proxy",
         "127.0.0.1",
         "--max-event-streams-per-network",
@@ -399,7 +306,7 @@ fn event_streams_are_capped_per_network_and_freed_when_their_connection_closes()
 fn pipelined_requests_are_all_answered_across_parking() {
     // More pipelined requests than hyper's read buffer holds: the bytes it
     // read but did not use when parked come back before the unread ones.
-    let s = Server::start(&[]);
+    let s = start(&[]);
     let mut c = TcpStream::connect(s.addr).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let n = 1000;

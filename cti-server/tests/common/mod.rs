@@ -1,35 +1,35 @@
-//! What the HTTP tests share: an in-process server on a loopback ephemeral
-//! port with a real store in a temp dir, raw HTTP/1.1 exchanges over TCP (so
-//! no client library hides the bytes), and a parsed reply.
+//! What the cti-server tests share: the service in process on a loopback
+//! ephemeral port with a real store in a temp dir, spoken to in raw HTTP/1.1
+//! (`test_kit::http`), and the `cti-server` binary run as an operator runs it.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // each test file takes what it needs
 
 use cti_server::{App, Config};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use test_kit::in_process::InProcess;
+use test_kit::process::Running;
+
+pub use test_kit::http::Reply;
 
 pub const JSON: &str = "Accept: application/json";
 
+/// The service in process, over a store of its own.
 pub struct Server {
     pub addr: SocketAddr,
     pub app: Arc<App>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: InProcess<Arc<App>>,
     _dir: tempfile::TempDir,
 }
 
 /// Rate limits off: tests claim as fast as they like.
-pub const NO_LIMITS: cti_ffi::Limits = cti_ffi::Limits {
-    per_address_per_minute: 0,
-    per_address_burst: 0,
-    per_net24_per_minute: 0,
-    per_net24_burst: 0,
-};
+pub const NO_LIMITS: cti_ffi::Limits = cti_ffi::Limits::OFF;
 
 impl Server {
-    /// Serves on `bind` (e.g. `127.0.0.1:0` or `[::1]:0`).
+    /// Serves on `bind` (e.g. `127.0.0.1:0` or `[::1]:0`) with the claim
+    /// `limits` (none when `None`).
     pub fn start_on(bind: &str, config: Config, limits: Option<cti_ffi::Limits>) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("http.db");
@@ -39,36 +39,16 @@ impl Server {
             db_path: Some(db),
             ..config
         };
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let bind = bind.to_string();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(&bind).await.unwrap();
-                let app = App::new(store, config);
-                ready_tx
-                    .send((listener.local_addr().unwrap(), app.clone()))
-                    .unwrap();
-                cti_server::serve(
-                    listener,
-                    app,
-                    async { drop(stopped.await) },
-                    Duration::from_secs(2),
-                )
-                .await;
-            });
+        let server = InProcess::start(bind, move |listener, shutdown| {
+            let app = App::new(store, config);
+            let serving =
+                cti_server::serve(listener, app.clone(), shutdown, Duration::from_secs(2));
+            (app, serving)
         });
-        let (addr, app) = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
         Server {
-            addr,
-            app,
-            stop: Some(stop),
-            thread: Some(thread),
+            addr: server.addr,
+            app: server.state.clone(),
+            _server: server,
             _dir: dir,
         }
     }
@@ -81,36 +61,39 @@ impl Server {
         Server::start(Config::default(), None)
     }
 
-    /// Sends `bytes` as they are and reads until the server closes.
-    pub fn send(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        s.write_all(bytes).unwrap();
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).unwrap();
-        buf
+    /// Believes `X-Forwarded-For` from loopback, so that a test can claim
+    /// from any address.
+    pub fn behind_loopback_proxy() -> Server {
+        Server::start(
+            Config {
+                trusted_proxies: cti_server::client_addr::TrustedProxies {
+                    ranges: vec!["127.0.0.0/8".parse().unwrap()],
+                    ..Default::default()
+                },
+                ..Config::default()
+            },
+            None,
+        )
     }
 
-    /// A raw HTTP/1.1 request with `Host` and `Connection: close` added.
-    pub fn raw(&self, request_line: &str, headers: &[&str]) -> Reply {
-        let mut req = format!(
-            "{request_line}\r\nHost: {}\r\nConnection: close\r\n",
-            self.addr
-        );
-        for h in headers {
-            req.push_str(h);
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        Reply::parse(&self.send(req.as_bytes()))
+    /// Sends `bytes` as they are and reads until the server closes.
+    pub fn send(&self, bytes: &[u8]) -> Vec<u8> {
+        test_kit::http::send(self.addr, bytes)
+    }
+
+    /// `method path` with `Host`, `Connection: close` and `headers`, read
+    /// to the close (so a `HEAD` answer is read right).
+    pub fn call(&self, method: &str, path: &str, headers: &[&str]) -> Reply {
+        let request = test_kit::http::request(self.addr, method, path, headers, "");
+        Reply::parse(&self.send(request.as_bytes()))
     }
 
     pub fn get(&self, path: &str, headers: &[&str]) -> Reply {
-        self.raw(&format!("GET {path} HTTP/1.1"), headers)
+        self.call("GET", path, headers)
     }
 
     pub fn head(&self, path: &str, headers: &[&str]) -> Reply {
-        self.raw(&format!("HEAD {path} HTTP/1.1"), headers)
+        self.call("HEAD", path, headers)
     }
 
     /// Claims committed to the store so far, from the core's own counters.
@@ -121,83 +104,57 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
-    }
+/// The `cti-server` binary in a directory (the database there, `cti.db`),
+/// with its metrics listener when `--metrics` is among the flags.
+pub struct Binary {
+    pub running: Running,
+    pub addr: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    _own: Option<tempfile::TempDir>,
 }
 
-#[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn parse(raw: &[u8]) -> Reply {
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no end of headers in {:?}", String::from_utf8_lossy(raw)));
-        let head = std::str::from_utf8(&raw[..split]).unwrap();
-        let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-            .collect();
-        let mut body = raw[split + 4..].to_vec();
-        if headers
-            .iter()
-            .any(|(k, v)| k == "transfer-encoding" && v == "chunked")
-        {
-            body = dechunk(&body);
-        }
-        Reply {
-            status,
-            headers,
-            body,
+impl Binary {
+    /// Runs it in a new directory with `--listen 127.0.0.1:0 --db cti.db`,
+    /// then `args`, and `env`.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = Binary::start_in(dir.path(), args, env);
+        Binary {
+            _own: Some(dir),
+            ..binary
         }
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let end = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..end]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
+    /// As `start`, in `dir` (the database may already be there).
+    pub fn start_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Binary {
+        let base = ["--listen", "127.0.0.1:0", "--db", "cti.db"];
+        let args = [&base[..], args].concat();
+        let mut prefixes = vec!["serving http://"];
+        if args.contains(&"--metrics") {
+            prefixes.push("metrics: http://");
         }
-        out.extend_from_slice(&b[end + 2..end + 2 + n]);
-        b = &b[end + 4 + n..];
+        let bin = env!("CARGO_BIN_EXE_cti-server");
+        let running = Running::start(bin, dir, &args, env, &prefixes);
+        Binary {
+            addr: running.addrs[0],
+            metrics: running.addrs.get(1).copied(),
+            running,
+            _own: None,
+        }
+    }
+
+    /// The metric sample `name` (labels included).
+    pub fn metric(&self, name: &str) -> u64 {
+        test_kit::metrics::metric(self.metrics.expect("started with --metrics"), name)
+    }
+
+    pub fn metric_becomes(&self, name: &str, want: u64, limit: Duration) -> Duration {
+        let metrics = self.metrics.expect("started with --metrics");
+        test_kit::metrics::metric_becomes(metrics, name, want, limit)
+    }
+
+    /// `GET path` with `headers` (one a line).
+    pub fn get(&self, path: &str, headers: &[&str]) -> Reply {
+        test_kit::http::get(self.addr, path, headers)
     }
 }
