@@ -40,14 +40,15 @@ where
 /// The streams of one connection, polled by the connection's task.
 pub struct Driver {
     started: Streams,
-    running: FuturesUnordered<Task>,
+    /// `None` while no stream runs: an idle connection keeps no set.
+    running: Option<FuturesUnordered<Task>>,
 }
 
 impl Driver {
     pub fn new(started: Streams) -> Driver {
         Driver {
             started,
-            running: FuturesUnordered::new(),
+            running: None,
         }
     }
 
@@ -66,10 +67,19 @@ impl Driver {
             }
             let started =
                 std::mem::take(&mut *self.started.0.lock().unwrap_or_else(|p| p.into_inner()));
-            self.running.extend(started);
+            if !started.is_empty() {
+                let running = self.running.get_or_insert_with(FuturesUnordered::new);
+                running.extend(started);
+            }
+            let Some(running) = self.running.as_mut() else {
+                return Poll::Pending;
+            };
             let mut finished = false;
-            while let Poll::Ready(Some(())) = self.running.poll_next_unpin(cx) {
+            while let Poll::Ready(Some(())) = running.poll_next_unpin(cx) {
                 finished = true;
+            }
+            if running.is_empty() {
+                self.running = None;
             }
             if !finished {
                 return Poll::Pending;
