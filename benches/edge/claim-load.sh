@@ -9,7 +9,7 @@
 # database), and the last line compares the two:
 #   h2_claims: edge=X/s store=Y/s ratio=Z
 #   benches/edge/claim-load.sh [seconds=10] [connections=64] [h2_connections=2] [h2_streams=128]
-# Loopback only.
+# Loopback only. EDGE_BIN runs another build of cti-edge (e.g. to compare).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
@@ -20,7 +20,7 @@ target_dir=${CARGO_TARGET_DIR:-target}
 # A failed build stops the script (set -e): never benchmark a stale binary.
 cargo build --release --locked --quiet -p cti-edge --bin cti-edge --example claim_load
 cargo bench --locked --quiet --no-run --bench claims
-edge_bin=$target_dir/release/cti-edge
+edge_bin=${EDGE_BIN:-$target_dir/release/cti-edge}
 load_bin=$target_dir/release/examples/claim_load
 
 work=$(mktemp -d)
