@@ -9,13 +9,17 @@
 #   h2_short           h2load -t2, HTTP/2 over many short connections (10
 #                      requests each, 10 in flight; runs of 500 connections)
 # Each load runs ROUNDS times, alternating nginx and cti-edge; the medians
-# are compared. Prints each round, the medians with their spread, the load
-# average, and ends with exactly one line:
+# are compared. Prints each round, the medians with their spread, the
+# server's CPU time per request (its processes' user + system time: steadier
+# than the rate when other work shares the machine), the load average, and
+# ends with exactly one line:
 #   ratios: h1_keepalive=X h1_new_connection=Y h2=Z      (cti-edge / nginx)
 #   benches/edge/vs-nginx.sh [seconds=10] [rounds=3]
 # Installs nginx, wrk, h2load (nghttp2-client) from Debian if missing.
 # Loopback only. EDGE_BIN runs another build of cti-edge (e.g. to compare).
 set -euo pipefail
+# A failing load inside $(...) stops the script too.
+shopt -s inherit_errexit
 cd "$(dirname "$0")/../.."
 secs=${1:-10}
 rounds=${2:-3}
@@ -76,14 +80,16 @@ edge_url=$(grep -o 'https://[^ ]*' "$work/edge.out" || true)
 [[ -n $edge_url ]] || { cat "$work/edge.err"; exit 1; }
 url() { if [[ $1 == nginx ]]; then echo "https://127.0.0.1:$nginx_port/api/ip"; else echo "${edge_url}api/ip"; fi; }
 
-# Requests per second of one load against one server.
-wrk_rate() { wrk -t2 -c"$conns" -d"${secs}s" "$@" | awk '/Requests\/sec/ {print $2}'; }
+# Requests per second of one load against one server, and requests made.
+wrk_rate() {
+  wrk -t2 -c"$conns" -d"${secs}s" "$@" | awk '/ requests in / {n = $1} /Requests\/sec/ {r = $2} END {print r, n}'
+}
 h2_rate() {
   local out
   out=$(h2load "$@")
   # Every request must have succeeded, or the rate means nothing.
   grep -q 'requests: .* 0 failed, 0 errored' <<<"$out" || { echo "$out" >&2; exit 1; }
-  awk '/^finished in/ {print $4}' <<<"$out"
+  awk '/^finished in/ {r = $4} /^requests:/ {n = $2} END {print r, n}' <<<"$out"
 }
 # h2load makes each client's connection once: short connections are many
 # runs of 500 connections with 10 requests each, for `secs` seconds.
@@ -96,11 +102,27 @@ h2_short() {
     now=$(date +%s.%N)
     (($(echo "$now - $start >= $secs" | bc))) && break
   done
-  echo "$requests / ($now - $start)" | bc -l
+  echo "$(echo "$requests / ($now - $start)" | bc -l) $requests"
 }
+# CPU time (clock ticks) of the server's processes: nginx's workers, or the edge.
+server_pids() { if [[ $1 == nginx ]]; then pgrep -P "$(cat "$work/nginx.pid")"; else cat "$work/edge.pid"; fi; }
+ticks() { local t=0 p; for p in $(server_pids "$1"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+hz=$(getconf CLK_TCK)
+# Prints the rate, the requests, and the server's CPU microseconds per
+# request (from h2load's warm-up's end for h2).
 measure() {
-  local load=$1 target
+  local load=$1 server=$2 target before out rate n
   target=$(url "$2")
+  if [[ $load == h2 ]]; then (sleep 1; ticks "$server" >"$work/ticks") & else ticks "$server" >"$work/ticks"; fi
+  out=$(run_load "$load" "$target")
+  wait
+  read -r rate n <<<"$out"
+  [[ ${n:-0} -gt 0 ]] || { echo "vs-nginx.sh: no requests counted for $load against $server" >&2; exit 1; }
+  before=$(cat "$work/ticks")
+  echo "$rate $n $(echo "($(ticks "$server") - $before) * 1000000 / $hz / $n" | bc -l)"
+}
+run_load() {
+  local load=$1 target=$2
   case $load in
     h1_keepalive) wrk_rate "$target" ;;
     h1_new_connection) wrk_rate -H "Connection: close" "$target" ;;
@@ -110,14 +132,17 @@ measure() {
 }
 
 loads=(h1_keepalive h1_new_connection h2 h2_short)
-declare -A results
+declare -A results cpu
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for round in $(seq "$rounds"); do
   for load in "${loads[@]}"; do
     for server in nginx cti; do
-      r=$(measure "$load" "$server")
+      out=$(measure "$load" "$server")
+      read -r r n us <<<"$out"
       results[$load.$server]+="$r "
-      printf 'round %d %-18s %-6s %10.0f req/s  (load %s)\n' "$round" "$load" "$server" "$r" "$(cut -d' ' -f1 /proc/loadavg)"
+      cpu[$load.$server]+="$us "
+      printf 'round %d %-18s %-6s %10.0f req/s %7.1f us CPU/request  (load %s)\n' \
+        "$round" "$load" "$server" "$r" "$us" "$(cut -d' ' -f1 /proc/loadavg)"
     done
   done
 done
@@ -125,14 +150,15 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 spread() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk 'NR==1 {lo=$1} {hi=$1} END {printf "%.0f-%.0f", lo, hi}'; }
-printf '\n%-18s %10s %15s %10s %15s %7s\n' "GET /api/ip, TLS" "nginx" "(min-max)" "cti-edge" "(min-max)" "ratio"
+printf '\n%-18s %10s %15s %10s %15s %7s %20s\n' "GET /api/ip, TLS" "nginx" "(min-max)" "cti-edge" "(min-max)" "ratio" \
+  "CPU us/req nginx cti"
 ratios=""
 for load in "${loads[@]}"; do
   n=$(median "${results[$load.nginx]}")
   e=$(median "${results[$load.cti]}")
   ratio=$(printf '%.2f' "$(echo "$e / $n" | bc -l)")
-  printf '%-18s %10.0f %15s %10.0f %15s %7s\n' "$load" "$n" "($(spread "${results[$load.nginx]}"))" \
-    "$e" "($(spread "${results[$load.cti]}"))" "$ratio"
+  printf '%-18s %10.0f %15s %10.0f %15s %7s %10.1f %9.1f\n' "$load" "$n" "($(spread "${results[$load.nginx]}"))" \
+    "$e" "($(spread "${results[$load.cti]}"))" "$ratio" "$(median "${cpu[$load.nginx]}")" "$(median "${cpu[$load.cti]}")"
   [[ $load == h2_short ]] || ratios+=" $load=$ratio"
 done
 echo "ratios:$ratios"
