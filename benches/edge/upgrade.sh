@@ -119,6 +119,9 @@ run_phase() {
   pause=$(max "$w_max" "$l_max" "$l_first")
   printf '%-8s %s x%-3s wrk: %s requests, max latency %s ms; claims: %s acked, %s stored, longest first answer %s ms; server held requests up to %s ms\n' \
     "$name" "$action" "$count" "$w_req" "$w_max" "$l_acked" "$l_stored" "$l_first" "$server_hold_ms"
+  printf '%-8s errors: wrk non-2xx %s, connect %s, read/write/timeout %s; claims refused %s, failed connections %s\n' \
+    "$name" "$w_non2xx" "$w_connect" "$w_rw" "$l_refused" "$l_failed"
+  grep -m3 'connection failed' "$l" | sed "s/^/$name   /" || true
   requests=$((requests + w_req + l_acked + l_refused + l_failed))
   errors=$((errors + w_non2xx + w_rw + w_connect + l_refused + l_failed))
   dropped=$((dropped + w_connect + w_rw + l_failed))

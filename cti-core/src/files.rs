@@ -7,8 +7,9 @@
 
 use std::fs::OpenOptions;
 use std::io::ErrorKind;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 /// `dir/game.db` + `-lock` -> `dir/game.db-lock`.
 pub fn beside(db: &Path, suffix: &str) -> PathBuf {
@@ -32,6 +33,56 @@ pub fn create_private(path: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// The database files stores of this process have open, by (device,
+/// inode), with how many stores hold each.
+///
+/// POSIX drops every lock a process holds on a file when any descriptor on
+/// that file is closed. SQLite keeps a shared lock on a WAL database for as
+/// long as a connection is open; another process's last close deletes the
+/// WAL when it can take that lock away. So once a store has a file open,
+/// nothing in this process may open and close the file again: its header
+/// was checked by the first open, and [`inspect`] trusts that check.
+static OPEN: Mutex<Vec<(FileId, usize)>> = Mutex::new(Vec::new());
+
+type FileId = (u64, u64);
+
+fn file_id(m: &std::fs::Metadata) -> FileId {
+    (m.dev(), m.ino())
+}
+
+fn open_files() -> MutexGuard<'static, Vec<(FileId, usize)>> {
+    OPEN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A store's hold on its database file, counted in [`OPEN`] until dropped.
+#[derive(Debug)]
+pub struct Held(FileId);
+
+/// Counts `path` as held by a store until the returned guard is dropped.
+/// Taken before SQLite opens the file, so that no header read of
+/// [`inspect`] can close a descriptor while SQLite holds a lock.
+pub fn hold(path: &Path) -> std::io::Result<Held> {
+    let id = file_id(&std::fs::metadata(path)?);
+    let mut open = open_files();
+    match open.iter_mut().find(|(held, _)| *held == id) {
+        Some((_, count)) => *count += 1,
+        None => open.push((id, 1)),
+    }
+    Ok(Held(id))
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = open_files();
+        if let Some(at) = open.iter().position(|(id, _)| *id == self.0) {
+            open[at].1 -= 1;
+            if open[at].1 == 0 {
+                open.swap_remove(at);
+            }
+        }
+    }
+}
+
 /// What is at `path`: nothing, an empty file, or a non-empty regular file
 /// that may be a cti store. Anything else (a directory, a device such as
 /// `/dev/null`, a file that is not SQLite, a SQLite database some other
@@ -43,8 +94,13 @@ pub fn inspect(path: &Path) -> Result<Kind, String> {
         Err(e) => Err(e.to_string()),
         Ok(m) if !m.is_file() => Err("not a regular file".into()),
         Ok(m) if m.len() == 0 => Ok(Kind::Empty),
-        Ok(_) => {
-            check_header(path)?;
+        Ok(m) => {
+            // Under the lock, so that no store takes its hold (and then
+            // SQLite's locks) while the header is read.
+            let open = open_files();
+            if !open.iter().any(|(id, _)| *id == file_id(&m)) {
+                check_header(path)?;
+            }
             Ok(Kind::Data)
         }
     }

@@ -127,6 +127,9 @@ pub struct Loaded {
 pub struct Db {
     conn: Connection,
     path: String,
+    /// Dropped after `conn` (fields drop in order): the file counts as
+    /// held while SQLite may hold a lock on it.
+    _held: files::Held,
 }
 
 impl Db {
@@ -141,12 +144,17 @@ impl Db {
         if files::inspect(path).map_err(&open_err)? == files::Kind::Missing {
             files::create_private(path).map_err(|e| open_err(e.to_string()))?;
         }
+        let held = files::hold(path).map_err(|e| open_err(e.to_string()))?;
         let conn = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         ensure_ours(&conn).map_err(&open_err)?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| open_err(e.to_string()))?;
         configure(&conn).map_err(|e| open_err(e.to_string()))?;
-        let mut db = Db { conn, path: shown };
+        let mut db = Db {
+            conn,
+            path: shown,
+            _held: held,
+        };
         db.migrate()?;
         Ok(db)
     }
@@ -161,6 +169,7 @@ impl Db {
         if files::inspect(path).map_err(&open_err)? != files::Kind::Data {
             return Err(open_err("no store there to read".into()));
         }
+        let held = files::hold(path).map_err(|e| open_err(e.to_string()))?;
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
         ensure_ours(&conn).map_err(&open_err)?;
@@ -169,6 +178,7 @@ impl Db {
         let db = Db {
             conn,
             path: shown.clone(),
+            _held: held,
         };
         let found = db.user_version()?;
         if found > SCHEMA_VERSION {

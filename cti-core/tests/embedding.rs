@@ -199,3 +199,56 @@ fn the_callback_thread_may_read_but_not_wait_for_the_writer() {
         assert!(matches!(e, Some(Error::WrongThread(_))), "{e:?}");
     }
 }
+
+/// Another process (here Python's sqlite3 module, as a backup script would
+/// be) opens the live file read-write and closes it. SQLite deletes the WAL
+/// on the last close it sees, and it sees the last close unless this process
+/// holds its shared lock on the file: a store must keep that lock for its
+/// whole life, although POSIX drops every lock a process has on a file when
+/// any descriptor on it is closed.
+#[test]
+fn another_process_closing_the_file_leaves_the_wal_to_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let store = open(&path);
+    // A read-only handle in the same process, opened after the writer.
+    let reader = Store::open_readonly(&path).unwrap();
+    store.claim("1.0.0.1", "a").unwrap();
+    let wal = cti_core_wal(&path);
+    assert!(wal.exists(), "the store writes through a WAL");
+    let count = || {
+        let script = "import sqlite3, sys\n\
+                      c = sqlite3.connect(sys.argv[1])\n\
+                      print(c.execute('select count(*) from claims').fetchone()[0])\n\
+                      c.close()\n";
+        let out = std::process::Command::new("python3")
+            .args(["-c", script])
+            .arg(&path)
+            .output()
+            .expect("python3 (installed by scripts/install-deps)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(count(), "1");
+    assert!(
+        wal.exists(),
+        "the other process's close deleted the live WAL"
+    );
+    // An acknowledged claim is where every other process reads.
+    store.claim("1.0.0.2", "a").unwrap();
+    assert_eq!(count(), "2");
+    assert!(wal.exists());
+    drop(reader);
+    drop(store);
+    open(&path).check().unwrap();
+}
+
+fn cti_core_wal(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.file_name().unwrap().to_os_string();
+    name.push("-wal");
+    db.with_file_name(name)
+}

@@ -3,6 +3,7 @@
 //! byte (0x16 opens a TLS handshake), then the `cti-server` service with the
 //! real client address.
 
+use crate::metrics::Header;
 use crate::proxy::{self, ProxyError};
 use crate::small_reads::SmallReads;
 use crate::tls::Tls;
@@ -47,7 +48,7 @@ pub struct Edge {
     pub proxy_from: Vec<Cidr>,
     pub plain: PlainHttp,
     pub timeouts: Timeouts,
-    pub metrics: crate::metrics::EdgeMetrics,
+    pub metrics: Arc<crate::metrics::EdgeMetrics>,
     /// Log every request (with the balancer's unique id, when it sends one).
     pub access_log: bool,
     /// `Strict-Transport-Security` for HTTPS answers while the certificate
@@ -175,12 +176,12 @@ async fn connection(
     let (who, mut head) = if trusted {
         let (header, rest) = proxy::read(&mut tcp, edge.timeouts.proxy_header)
             .await
-            .inspect_err(|e| edge.metrics.proxy_refused(crate::metrics::reason(e)))?;
+            .inspect_err(|e| edge.metrics.proxy_refused(e))?;
         edge.metrics
             .proxy_ok(match (header.source, header.version) {
-                (None, _) => "local",
-                (_, 1) => "v1",
-                _ => "v2",
+                (None, _) => Header::Local,
+                (_, 1) => Header::V1,
+                _ => Header::V2,
             });
         tracing::debug!(%peer, client = ?header.source, unique_id = header.unique_id.as_deref().unwrap_or("-"), version = header.version, "PROXY header");
         let who = Who {
@@ -202,7 +203,7 @@ async fn connection(
     let _source = connections.admit(who.client.map(|c| c.ip()), http_proxies)?;
     first_bytes(&mut tcp, &mut head, edge.timeouts.handshake).await?;
     if !trusted && proxy::looks_like_header(&head) {
-        edge.metrics.proxy_refused("untrusted_source");
+        edge.metrics.untrusted_header();
         return Err(ConnError::UntrustedHeader(peer));
     }
     let tls = head.first() == Some(&0x16);

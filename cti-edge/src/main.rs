@@ -10,7 +10,7 @@ use cti_ffi::Api;
 use cti_server::handover::Predecessor;
 use cti_server::listen::Inherited;
 use cti_server::operator::AdminConnections;
-use cti_server::{cli, game, notify};
+use cti_server::{cli, game, metrics, notify};
 use cti_server::{App, Cidr};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -111,14 +111,11 @@ async fn run(
         );
         return Ok(());
     }
-    let (listener, local) = inherited
-        .service(args.listen)
+    let bound = inherited
+        .listeners(args.listen, common.metrics)
         .await
         .map_err(|e| e.to_string())?;
-    let operator = inherited
-        .operator(common.metrics)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ((listener, local), operator) = (bound.service, bound.operator);
     let timeout = Duration::from_secs(args.upgrade_timeout);
     let store = match predecessor.as_mut() {
         // Replacing a running edge: everything else is in place; the store
@@ -150,12 +147,9 @@ async fn run(
     let core_file = args.core_file.clone().or_else(Api::linked_path);
     let (upgrades, requests) = Upgrades::new(edge.clone(), core_file, timeout);
     upgrades.on_signals()?;
-    let for_metrics = edge.clone();
-    let render = Arc::new(move || {
-        let mut text = cti_server::metrics::render(&for_metrics.app);
-        for_metrics.metrics.render(&mut text);
-        text
-    });
+    let mut registry = metrics::registry(edge.app.clone());
+    registry.register_collector(Box::new(edge.metrics.clone()));
+    let render = Arc::new(move || metrics::encode(&registry));
     let operator_fd = operator.as_ref().map(|(l, _)| l.as_raw_fd());
     let admins = AdminConnections::default();
     let admin = cti_edge::admin::handler(upgrades.clone());

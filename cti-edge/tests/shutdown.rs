@@ -88,3 +88,39 @@ fn sigint_with_a_stuck_client_exits_0_after_the_grace_period() {
         edge.stderr()
     );
 }
+
+/// A client that connected just before the server began to stop (TLS done,
+/// its first request not yet sent) still gets that request answered, with
+/// `Connection: close`: it cannot know, and closing on it fails a request
+/// that was never refused. The same holds for a re-exec's hand-over.
+#[test]
+fn a_connection_accepted_before_sigterm_gets_its_first_request_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut edge = Binary::start(&["--grace", "30"], &[]);
+    let (addr, fp) = (edge.addr, edge.fingerprint.clone());
+    let rt = test_kit::runtime();
+    let (config, _) = tls::client(Some(&fp), &[&TLS13], &[b"http/1.1"]);
+    let mut stream = rt.block_on(tls::connect(addr, &config)).unwrap();
+    edge.running.signal("-TERM");
+    test_kit::wait::eventually("no more accepting", Duration::from_secs(10), || {
+        TcpStream::connect(addr).is_err()
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let answer = rt.block_on(async {
+        stream
+            .write_all(b"GET /api/ip HTTP/1.1\r\nhost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = stream.read_to_end(&mut answer);
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let status = edge.running.wait(Duration::from_secs(10));
+    assert!(status.success(), "{status:?}\n{}", edge.stderr());
+}

@@ -40,9 +40,7 @@ impl Common {
     pub fn open_store(&self) -> Result<cti_ffi::Store, String> {
         let store = cti_ffi::Store::open(&self.db)
             .map_err(|e| format!("opening {}: {e}", self.db.display()))?;
-        self.limits
-            .apply(&store)
-            .map_err(|e| format!("setting the limits: {e}"))?;
+        self.limits.apply(&store).map_err(|e| e.to_string())?;
         Ok(store)
     }
 
@@ -227,8 +225,18 @@ impl ClaimLimits {
                 *value(&mut limits) = given;
             }
         }
-        store.set_limits(limits.0)?;
-        store.set_nick_limits(limits.1)
+        let context = |what: &'static str| {
+            move |mut e: cti_ffi::Error| {
+                e.message = format!("{what}: {}", e.message);
+                e
+            }
+        };
+        store
+            .set_limits(limits.0)
+            .map_err(context("setting claim limits"))?;
+        store
+            .set_nick_limits(limits.1)
+            .map_err(context("setting limits on new names"))
     }
 }
 
@@ -287,22 +295,6 @@ pub async fn bind(addr: SocketAddr) -> Result<(tokio::net::TcpListener, SocketAd
         .map_err(|e| format!("listening on {addr}: {e}"))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     Ok((listener, local))
-}
-
-/// Starts the operator-only metrics listener when `addr` is given.
-pub async fn metrics_listener(
-    addr: Option<std::net::SocketAddr>,
-    render: std::sync::Arc<dyn Fn() -> String + Send + Sync>,
-) -> Result<(), String> {
-    let Some(addr) = addr else { return Ok(()) };
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("metrics on {addr}: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!("metrics on http://{local}/metrics");
-    println!("metrics: http://{local}/metrics");
-    tokio::spawn(crate::metrics::serve(listener, render));
-    Ok(())
 }
 
 /// Logs to stderr, human-readable or as JSON lines; `RUST_LOG` filters.

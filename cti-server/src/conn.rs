@@ -5,10 +5,10 @@
 
 use crate::caps::{ConnectionCaps, Refused, SourceSlot};
 use crate::local_streams::Streams;
-use crate::Cidr;
+use crate::{metrics, Cidr};
 use hyper::server::conn::{http1, http2};
 use hyper_util::rt::TokioTimer;
-use std::fmt::Write as _;
+use prometheus_client::encoding::DescriptorEncoder;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -305,40 +305,28 @@ impl Connections {
         tracing::debug!(error = %e, "HTTP connection ended with an error");
     }
 
-    /// The connection families, as Prometheus text.
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP cti_connections_open Open client connections.\n# TYPE cti_connections_open gauge\ncti_connections_open {}",
-            self.caps.open_connections()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cti_connections_parked Idle HTTP/1.1 connections holding no HTTP state.\n# TYPE cti_connections_parked gauge\ncti_connections_parked {}",
-            self.metrics.parked.load(Relaxed)
-        );
-        out.push_str("# HELP cti_connections_refused_total Connections closed at a cap.\n# TYPE cti_connections_refused_total counter\n");
-        for cap in [Refused::Total, Refused::Network, Refused::Address] {
+    /// The connection families (see `metrics`).
+    pub fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let open = self.caps.open_connections();
+        metrics::gauge(e, "connections_open", "Open client connections.", open)?;
+        let parked = self.metrics.parked.load(Relaxed);
+        let help = "Idle HTTP/1.1 connections holding no HTTP state.";
+        metrics::gauge(e, "connections_parked", help, parked)?;
+        let refused = [Refused::Total, Refused::Network, Refused::Address].map(|cap| {
             let n = self.metrics.refused[cap as usize].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "cti_connections_refused_total{{cap=\"{}\"}} {n}",
-                cap.label()
-            );
-        }
-        out.push_str("# HELP cti_connections_closed_total Connections the server closed, by reason.\n# TYPE cti_connections_closed_total counter\n");
-        for (reason, n) in [
+            ([("cap", cap.label())], n)
+        });
+        let help = "Connections closed at a cap.";
+        metrics::counters(e, "connections_refused", help, refused)?;
+        let closed = [
             ("shutdown", &self.metrics.ended[Ending::Shutdown as usize]),
             ("idle", &self.metrics.ended[Ending::Idle as usize]),
             ("max_age", &self.metrics.ended[Ending::Age as usize]),
             ("write_timeout", &self.metrics.write_timeouts),
-        ] {
-            let _ = writeln!(
-                out,
-                "cti_connections_closed_total{{reason=\"{reason}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
+        ]
+        .map(|(reason, n)| ([("reason", reason)], n.load(Relaxed)));
+        let help = "Connections the server closed, by reason.";
+        metrics::counters(e, "connections_closed", help, closed)
     }
 }
 

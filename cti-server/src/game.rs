@@ -8,9 +8,10 @@
 //! holding a runtime thread) while the old store commits what it has queued
 //! and closes, and the same database is opened through the new library.
 
+use crate::metrics;
 use crate::stream::Broadcaster;
 use cti_ffi::{Api, ErrorKind, Origin, Store, Subscription};
-use std::fmt::Write;
+use prometheus_client::encoding::DescriptorEncoder;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -193,36 +194,19 @@ impl Game {
         })
     }
 
-    /// The core's gauges and counters, as Prometheus text.
-    pub fn render(&self, out: &mut String) {
+    /// The core serving the store (read at each scrape, so it follows a
+    /// swap), the swaps so far and the core files kept mapped.
+    pub fn encode(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
         let path = self
             .core_path()
             .map_or_else(String::new, |p| p.display().to_string());
-        let _ = writeln!(
-            out,
-            "# HELP cti_core_info The core library serving the store.\n# TYPE cti_core_info gauge\ncti_core_info{{version=\"{}\",path=\"{}\"}} 1",
-            label(self.core().version()),
-            label(&path)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cti_core_swaps_total Core libraries swapped in place.\n# TYPE cti_core_swaps_total counter\ncti_core_swaps_total {}",
-            self.swaps()
-        );
-        let _ = writeln!(
-            out,
-            "# HELP cti_core_files_loaded Core files loaded at run time, kept mapped (never unloaded).\n# TYPE cti_core_files_loaded gauge\ncti_core_files_loaded {}",
-            Api::loaded_count()
-        );
+        let core = [("version", self.core().version()), ("path", path.as_str())];
+        metrics::info(e, "core", "The core library serving the store.", &core)?;
+        let help = "Core libraries swapped in place.";
+        metrics::counter(e, "core_swaps", help, self.swaps())?;
+        let help = "Core files loaded at run time, kept mapped (never unloaded).";
+        metrics::gauge(e, "core_files_loaded", help, Api::loaded_count())
     }
-}
-
-/// A Prometheus label value, escaped.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The store, closed for another process to open it.

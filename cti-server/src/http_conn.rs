@@ -216,7 +216,7 @@ impl Connections {
             },
             () = tokio::time::sleep_until(idle_at) => Err(Some(Ending::Idle)),
             () = tokio::time::sleep_until(life.old_at) => Err(Some(Ending::Age)),
-            () = life.drain.started() => Err(Some(Ending::Shutdown)),
+            () = linger_after_drain(&mut life.drain) => Err(Some(Ending::Shutdown)),
         }
     }
 
@@ -278,6 +278,19 @@ impl Connections {
             ending = Some(why);
         }
     }
+}
+
+/// How long a parked HTTP/1.1 connection may still bring a request once the
+/// server drains (stops or hands over). The client cannot know: a connection
+/// accepted a moment ago is about to send its first request, a busy one its
+/// next. Closing at once fails that request; within the linger it is served
+/// with `Connection: close` (`CloseWhenDraining`), after it the connection
+/// is closed as idle.
+const DRAIN_LINGER: Duration = Duration::from_secs(1);
+
+async fn linger_after_drain(drain: &mut Drain) {
+    drain.started().await;
+    tokio::time::sleep(DRAIN_LINGER).await;
 }
 
 /// Reads until the bytes either are the HTTP/2 preface or cannot be; the

@@ -79,6 +79,19 @@ impl Inherited {
         Ok(inherited)
     }
 
+    /// Both listeners a binary serves on: the service port and the
+    /// operator listener (see [`Inherited::service`], [`Inherited::operator`]).
+    pub async fn listeners(
+        &mut self,
+        service: SocketAddr,
+        operator: Option<SocketAddr>,
+    ) -> Result<Listeners, ListenError> {
+        Ok(Listeners {
+            service: self.service(service).await?,
+            operator: self.operator(operator).await?,
+        })
+    }
+
     /// The service port: the one passed, else a new one bound to `addr`.
     pub async fn service(
         &mut self,
@@ -101,6 +114,15 @@ impl Inherited {
             }
         }
     }
+}
+
+/// A listener and the address it listens on.
+pub type Listener = (tokio::net::TcpListener, SocketAddr);
+
+/// What [`Inherited::listeners`] gives.
+pub struct Listeners {
+    pub service: Listener,
+    pub operator: Option<Listener>,
 }
 
 async fn listener(

@@ -5,7 +5,7 @@
 use clap::Parser;
 use cti_server::listen::{Inherited, ListenError};
 use cti_server::App;
-use cti_server::{cli, notify, operator};
+use cti_server::{cli, metrics, notify, operator};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -32,17 +32,14 @@ async fn run(args: Args, inherited: Result<Inherited, ListenError>) -> Result<()
     let mut inherited = inherited.map_err(|e| e.to_string())?;
     let common = &args.common;
     let store = common.open_store()?;
-    let (listener, local) = inherited
-        .service(args.listen)
+    let bound = inherited
+        .listeners(args.listen, common.metrics)
         .await
         .map_err(|e| e.to_string())?;
-    let operator = inherited
-        .operator(common.metrics)
-        .await
-        .map_err(|e| e.to_string())?;
+    let ((listener, local), operator) = (bound.service, bound.operator);
     let app = App::new(store, common.config());
-    let for_metrics = app.clone();
-    let render = Arc::new(move || cti_server::metrics::render(&for_metrics));
+    let registry = metrics::registry(app.clone());
+    let render = Arc::new(move || metrics::encode(&registry));
     operator::start(operator, render, None, Default::default());
     tracing::info!(db = %common.db.display(), core = cti_ffi::version(), "cti-server listening on http://{local}/");
     println!("cti-server: serving http://{local}/");

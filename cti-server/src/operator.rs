@@ -90,7 +90,7 @@ async fn answer(
         let mut r = Response::new(Full::new(Bytes::from(render())));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
         );
         return r;
     }

@@ -142,18 +142,23 @@ impl<'a> Route<'a> {
 
     /// The metrics label: one of [`LABELS`].
     pub fn label(&self) -> &'static str {
+        LABELS[self.label_index()]
+    }
+
+    /// Where [`Route::label`] is in [`LABELS`] (the metrics count by index).
+    pub fn label_index(&self) -> usize {
         match self {
-            Route::Claim { .. } => "claim",
-            Route::ApiIp => "api_ip",
-            Route::ApiRecent => "api_recent",
-            Route::ApiBlocks => "api_blocks",
-            Route::ApiRanks => "api_ranks",
-            Route::ApiStream => "api_stream",
-            Route::ApiUser(_) => "api_users",
-            Route::Healthz => "healthz",
-            Route::Score(_) | Route::Recent | Route::Ip | Route::Statusz => "compat",
-            Route::Static { .. } => "page",
-            Route::NotFound | Route::ApiNotFound => "other",
+            Route::Claim { .. } => 0,
+            Route::ApiIp => 1,
+            Route::ApiRecent => 2,
+            Route::ApiBlocks => 3,
+            Route::ApiRanks => 4,
+            Route::ApiStream => 5,
+            Route::ApiUser(_) => 6,
+            Route::Healthz => 7,
+            Route::Score(_) | Route::Recent | Route::Ip | Route::Statusz => 8,
+            Route::Static { .. } => 9,
+            Route::NotFound | Route::ApiNotFound => 10,
         }
     }
 }

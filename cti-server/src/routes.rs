@@ -29,7 +29,7 @@ pub async fn handle(app: &App, peer: Option<IpAddr>, req: Request<Incoming>) -> 
         Ok(()) => dispatch(app, peer, &route, &req).await,
         Err(e) => error(&route, req.headers(), &e),
     };
-    app.requests.record(route.label(), resp.status().as_u16());
+    app.requests.record(&route, resp.status().as_u16());
     common_headers(&route, resp.headers_mut());
     if head {
         resp = without_body(resp);
