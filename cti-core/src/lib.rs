@@ -217,7 +217,7 @@ impl Store {
         nick::validate(nick)?;
         // A name not on the board, and not already on its way there in a
         // claim still in flight, is new: it pays from the new-name budget.
-        let live = inner.reader.read().id(nick).is_some();
+        let live = inner.reader.peek().id(nick).is_some();
         let new_name = !live && !inner.arriving.contains(nick);
         let now = inner.clock.now();
         inner
@@ -362,7 +362,8 @@ impl Store {
         Ok(reader.cached(
             (kind, window.map_or(255, |w| w.index() as u8), param),
             query.depends_on(),
-            |v| query.render(v),
+            |v| query.take(v),
+            Taken::finish,
         ))
     }
 
@@ -460,15 +461,33 @@ impl Query {
         self.key().1
     }
 
-    fn render(self, view: &view::View) -> String {
-        match self {
+    /// What the rendering needs from the view, taken under its lock.
+    fn take(self, view: &view::View) -> Taken {
+        let text = match self {
             Query::Blocks(w) => render::to_json(&render::blocks(view, w)),
             Query::Ranks(w) => render::to_json(&render::ranks(view, w)),
             Query::Recent(n) => render::to_json(&render::recent(view, n.min(RECENT_MAX))),
-            Query::Score(w) => render::to_json(&render::score_compat(view, w)),
+            Query::Score(w) => return Taken::Score(render::score_rows(view, w)),
             Query::RecentCompat(n) => {
                 render::to_json(&render::recent_compat(view, n.min(RECENT_MAX)))
             }
+        };
+        Taken::Text(text)
+    }
+}
+
+/// A query's rendering as taken from the view: done already when it is
+/// small, or the rows of the whole score, serialized once the lock is released.
+enum Taken {
+    Text(String),
+    Score(render::ScoreRows),
+}
+
+impl Taken {
+    fn finish(self) -> String {
+        match self {
+            Taken::Text(text) => text,
+            Taken::Score(rows) => rows.to_json(),
         }
     }
 }

@@ -5,10 +5,12 @@
 //!
 //! A read never sends anything to the writer and never takes a lock the
 //! writer holds across a commit: the view's lock is held by the publisher
-//! only while it applies a batch that is already committed.
+//! only while it applies a batch that is already committed. Nobody reads the
+//! database while holding the view's lock either: what the lanes need is read
+//! first, and the lock is taken to slide once it is in memory.
 
 use crate::error::Result;
-use crate::schedule::REFILL_LOAD;
+use crate::schedule::{LOW_WATER, REFILL_LOAD};
 use crate::store::{Db, Loaded};
 use crate::subscribe::{Subscribers, Subscription};
 use crate::view::{Change, Fact, View};
@@ -83,18 +85,27 @@ impl Reader {
         self.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The view as last slid, for what sliding does not change: which names
+    /// are live (players leave only when a batch is applied). A claim asks
+    /// this, so that claims never take the view's lock exclusively.
+    pub fn peek(&self) -> RwLockReadGuard<'_, View> {
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Slides the windows up to `now`.
     pub fn slide(&self, now: Micros) {
+        self.load(now, 0, 0);
         let mut view = self.write();
         self.advance(&mut view, now);
     }
 
+    /// Slides `view` to `now`. The database is read under the view's lock
+    /// only when a lane runs dry all the same (rows read beforehand were
+    /// voided by a batch published meanwhile).
     fn advance(&self, view: &mut View, now: Micros) {
-        let db = lock(&self.db);
         let (change, failed) = view.advance(now, &mut |after, upto, limit| {
-            db.current_between(after, upto, limit)
+            lock(&self.db).current_between(after, upto, limit)
         });
-        drop(db);
         if failed.is_some() {
             self.load_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -107,6 +118,7 @@ impl Reader {
     /// Takes a committed batch: the windows slide to its time first, as the
     /// writer expired before it claimed.
     pub fn publish(&self, facts: Vec<Fact>, now: Micros) {
+        self.load(now, 0, 0);
         let mut view = self.write();
         self.advance(&mut view, now);
         let change = view.apply(facts, now);
@@ -116,26 +128,31 @@ impl Reader {
         self.due.store(view.due(), Ordering::Release);
     }
 
-    /// Reads lanes ahead of need, without holding the view's lock while the
-    /// database is read (a batch published meanwhile makes the rows void).
+    /// Reads lanes ahead of need (by time, and by count: see [`LOW_WATER`]).
     pub fn read_ahead(&self) {
+        self.load(self.clock.now(), READ_AHEAD, LOW_WATER);
+    }
+
+    /// Reads what the lanes need to slide to `now + ahead` (or to hold
+    /// `low_water` claims), without holding the view's lock while the
+    /// database is read (a batch published meanwhile makes the rows void).
+    fn load(&self, now: Micros, ahead: Micros, low_water: usize) {
         for _ in 0..8 {
-            let now = self.clock.now();
             let wanted = {
                 let view = self.view.read().unwrap_or_else(|p| p.into_inner());
-                view.wants_more(now, READ_AHEAD)
+                view.wants_more(now, ahead, low_water)
                     .map(|w| (w, view.commits()))
             };
             let Some(((lane, after, upto), commits)) = wanted else {
                 return;
             };
-            let rows = lock(&self.db).current_between(after, upto, REFILL_LOAD + 1);
-            let Ok(rows) = rows else {
+            let read = lock(&self.db).current_between(after, upto, REFILL_LOAD + 1);
+            let Ok(read) = read else {
                 self.load_errors.fetch_add(1, Ordering::Relaxed);
                 return;
             };
             let mut view = self.write();
-            view.fill(lane, after, commits, rows, REFILL_LOAD);
+            view.fill(lane, after, commits, read, REFILL_LOAD);
             self.due.store(view.due(), Ordering::Release);
         }
     }
@@ -195,26 +212,95 @@ impl Reader {
     }
 
     /// A rendering of the view, made once per version of what it shows.
-    pub fn cached(
+    /// `take` runs under the view's read lock and `finish` after it is
+    /// released, so that a long rendering holds up neither the publisher
+    /// nor, behind it, the other readers.
+    pub fn cached<T>(
         &self,
         key: CacheKey,
         window: Option<Window>,
-        render: impl FnOnce(&View) -> String,
+        take: impl FnOnce(&View) -> T,
+        finish: impl FnOnce(T) -> String,
     ) -> Arc<str> {
-        let view = self.read();
-        let version = view.version(window);
-        if let Some((v, text)) = lock(&self.cache).get(&key) {
-            if *v == version {
-                return text.clone();
+        let (version, taken) = {
+            let view = self.read();
+            let version = view.version(window);
+            if let Some((v, text)) = lock(&self.cache).get(&key) {
+                if *v == version {
+                    return text.clone();
+                }
             }
+            (version, take(&view))
+        };
+        let text: Arc<str> = finish(taken).into();
+        let mut cache = lock(&self.cache);
+        // Renderings finished out of order: the newer version stays.
+        if cache.get(&key).is_none_or(|(v, _)| *v < version) {
+            cache.insert(key, (version, text.clone()));
         }
-        let text: Arc<str> = render(&view).into();
-        lock(&self.cache).insert(key, (version, text.clone()));
         text
     }
 
     /// Runs `f` on the reading connection.
     pub fn with_db<T>(&self, f: impl FnOnce(&Db) -> T) -> T {
         f(&lock(&self.db))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Limits, ManualClock, NickLimits, Store, Window};
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    const HOUR: i64 = 3_600_000_000;
+    const T0: i64 = 1_700_000_000_000_000;
+
+    /// The reading connection is also what the publisher reads the lapse
+    /// schedule ahead on, for tens of milliseconds at a time under load. A
+    /// slide whose claims are all in memory must not wait for it.
+    #[test]
+    fn a_slide_from_memory_does_not_wait_for_the_reading_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = Store::open_with_clock(&dir.path().join("g.db"), clock.clone()).unwrap();
+        store.set_limits(Limits::OFF).unwrap();
+        store.set_nick_limits(NickLimits::OFF).unwrap();
+        for i in 1..=3 {
+            store.claim(&format!("70.0.0.{i}"), "early").unwrap();
+        }
+        assert_eq!(store.blocks(Window::Hour).unwrap().blocks[70].total, 3);
+
+        // Someone holds the reading connection for a long time.
+        let reader = store.inner().unwrap().reader.clone();
+        let (held_tx, held) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            reader.with_db(|_| {
+                held_tx.send(()).unwrap();
+                let _ = released.recv_timeout(Duration::from_secs(30));
+            })
+        });
+        held.recv_timeout(Duration::from_secs(10)).unwrap();
+
+        // The claims leave the hour: the view slides from what it holds.
+        clock.set(T0 + HOUR + 1);
+        let store = Arc::new(store);
+        let (read_tx, read) = mpsc::channel();
+        let s = store.clone();
+        std::thread::spawn(move || {
+            let _ = read_tx.send(s.blocks(Window::Hour).map(|b| b.blocks[70].total));
+        });
+        let answer = read.recv_timeout(Duration::from_secs(5));
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert_eq!(
+            answer
+                .expect("the read waited for the reading connection")
+                .unwrap(),
+            0,
+            "every claim left the hour"
+        );
+        assert_eq!(store.blocks(Window::All).unwrap().blocks[70].total, 3);
     }
 }

@@ -1,6 +1,6 @@
 //! JSON renderings of the game state, shared by every frontend through the C ABI.
 
-use crate::aggregates::{Leader, PlayerId, BLOCKS};
+use crate::aggregates::{Leader, PlayerId, Standing, BLOCKS};
 use crate::store::ClaimRow;
 use crate::view::{Change, View};
 use crate::window::{rfc3339, sec_nsec, Window};
@@ -8,6 +8,7 @@ use crate::writer::Claimed;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 
 #[derive(Debug, Serialize)]
 pub struct ClaimJson {
@@ -97,24 +98,29 @@ pub struct RanksJson {
 /// Every holder and every player with at least 10 addresses, by blocks held,
 /// then addresses owned, then name in byte order (as ipv4.games ranks).
 pub fn ranks(view: &View, window: Window) -> RanksJson {
-    let mut rows = view.aggregates().standings(window);
-    rows.sort_by(|a, b| {
+    // Names looked up once, not at every comparison.
+    let mut rows: Vec<(Standing, &str)> = view
+        .aggregates()
+        .standings(window)
+        .into_iter()
+        .map(|s| {
+            let name = view.name(s.player);
+            (s, name)
+        })
+        .collect();
+    rows.sort_by(|(a, an), (b, bn)| {
         b.blocks
             .len()
             .cmp(&a.blocks.len())
             .then(b.claims.cmp(&a.claims))
-            .then_with(|| {
-                view.name(a.player)
-                    .as_bytes()
-                    .cmp(view.name(b.player).as_bytes())
-            })
+            .then_with(|| an.as_bytes().cmp(bn.as_bytes()))
     });
     let rankings = rows
         .into_iter()
         .enumerate()
-        .map(|(i, s)| RankJson {
+        .map(|(i, (s, name))| RankJson {
             rank: i + 1,
-            name: view.name(s.player).to_string(),
+            name: name.to_string(),
             blocks: s.blocks,
             claims: s.claims,
         })
@@ -194,18 +200,70 @@ pub struct ScoreCompat {
 }
 
 pub fn score_compat(view: &View, window: Window) -> ScoreCompat {
+    let rows = score_rows(view, window);
     let mut score: BTreeMap<String, Vec<(u8, u32)>> = BTreeMap::new();
-    for b in 0..BLOCKS {
-        for (p, n) in view.aggregates().block(b as u8).players(window) {
-            score
-                .entry(view.name(p).to_string())
-                .or_default()
-                .push((b as u8, n));
-        }
+    for (name, block, n) in rows.rows {
+        score.entry(name.to_string()).or_default().push((block, n));
     }
     ScoreCompat {
-        now: sec_nsec(view.changed_at(Some(window))),
+        now: rows.now,
         score,
+    }
+}
+
+/// What `/score` shows, taken from the view: one row per (player, block).
+/// Taking it is a copy (a name is shared, not copied); the sort and the
+/// serialization, which take far longer with hundreds of thousands of
+/// players, run after the view's lock is released (see [`ScoreRows::to_json`]).
+pub struct ScoreRows {
+    now: (i64, i64),
+    rows: Vec<(Arc<str>, u8, u32)>,
+}
+
+pub fn score_rows(view: &View, window: Window) -> ScoreRows {
+    let mut rows = Vec::new();
+    for b in 0..BLOCKS {
+        for (p, n) in view.aggregates().block(b as u8).players(window) {
+            rows.push((view.shared_name(p), b as u8, n));
+        }
+    }
+    ScoreRows {
+        now: sec_nsec(view.changed_at(Some(window))),
+        rows,
+    }
+}
+
+impl ScoreRows {
+    /// The same JSON as [`ScoreCompat`]'s: players in byte order of their
+    /// names, each player's blocks in order.
+    pub fn to_json(mut self) -> String {
+        // Blocks were pushed in order, so a stable sort by name keeps them so.
+        self.rows.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        to_json(&ScoreJson {
+            now: self.now,
+            score: ByPlayer(&self.rows),
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct ScoreJson<'a> {
+    now: (i64, i64),
+    score: ByPlayer<'a>,
+}
+
+/// Rows sorted by name, serialized as a map from name to `[[block, count], ..]`.
+struct ByPlayer<'a>(&'a [(Arc<str>, u8, u32)]);
+
+impl Serialize for ByPlayer<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for player in self.0.chunk_by(|a, b| a.0 == b.0) {
+            let places: Vec<(u8, u32)> = player.iter().map(|r| (r.1, r.2)).collect();
+            map.serialize_entry(&*player[0].0, &places)?;
+        }
+        map.end()
     }
 }
 

@@ -20,6 +20,12 @@ pub const LANE_CAP: usize = 65_536;
 pub const MISS_LOAD: usize = 4_096;
 /// Claims read at once when topping a lane up ahead of need.
 pub const REFILL_LOAD: usize = 16_384;
+/// A lane with fewer claims than this in memory is topped up whenever they
+/// lapse, so that how far ahead it reads follows the claim rate, not only
+/// the clock: at thousands of claims a second a few minutes of them run out
+/// between two looks of the publisher, and the read that then finds the lane
+/// dry would read the database itself.
+pub const LOW_WATER: usize = REFILL_LOAD;
 
 /// `next_unloaded` when no current claim lies beyond `loaded`.
 const NONE: Micros = Micros::MAX;
@@ -61,6 +67,13 @@ pub struct Lane {
     /// Time of the first current claim after `loaded`: a lower bound, or
     /// `UNKNOWN`, or `NONE` when the lane is complete up to the newest claim.
     next_unloaded: Micros,
+    /// Reads made while the database held commits the view had not applied
+    /// yet: (after, up to, newest seq in the database). The writer commits
+    /// before the readers apply, so a claim in such a range that one of
+    /// those commits replaced was already gone from the rows: the lane never
+    /// lapses it, and when its replacement is applied the window must still
+    /// take it out ([`Lane::missed`]).
+    ahead: Vec<(i64, i64, i64)>,
 }
 
 /// A lane needs claims from the database before it can slide further.
@@ -76,6 +89,7 @@ impl Lane {
             cursor,
             loaded: cursor,
             next_unloaded: if cursor < last_seq { UNKNOWN } else { NONE },
+            ahead: Vec::new(),
         }
     }
 
@@ -102,6 +116,22 @@ impl Lane {
             return Err(NeedLoad);
         }
         Ok(())
+    }
+
+    /// Whether claim `seq`, replaced by claim `by`, is behind the cursor
+    /// without having lapsed: it was missing from a read made after `by`
+    /// was committed (see `ahead`).
+    pub fn missed(&self, seq: i64, by: i64) -> bool {
+        seq <= self.cursor
+            && self
+                .ahead
+                .iter()
+                .any(|&(after, upto, newest)| after < seq && seq <= upto && by <= newest)
+    }
+
+    /// The view has applied every commit up to `last_seq`.
+    pub fn caught_up(&mut self, last_seq: i64) {
+        self.ahead.retain(|&(_, _, newest)| newest > last_seq);
     }
 
     /// Forgets a replaced claim. True when the window still counted it.
@@ -134,7 +164,9 @@ impl Lane {
     /// Takes claims read from the database: the current claims after
     /// `loaded`, oldest first, at most `limit` of them followed (when there
     /// were more) by the first one beyond, up to `last` (the newest seq).
-    pub fn fill(&mut self, mut rows: Vec<ClaimRow>, limit: usize, last: i64) {
+    /// `newest` is the newest seq the database held when it read them.
+    pub fn fill(&mut self, mut rows: Vec<ClaimRow>, limit: usize, last: i64, newest: i64) {
+        let after = self.loaded;
         let beyond = (rows.len() > limit).then(|| rows.split_off(limit));
         let first_beyond = beyond.as_ref().and_then(|b| b.first());
         for r in rows.iter().filter(|r| r.seq > self.loaded) {
@@ -150,14 +182,19 @@ impl Lane {
                 self.next_unloaded = NONE;
             }
         }
+        if newest > last && self.loaded > after {
+            self.ahead.push((after, self.loaded, newest));
+        }
     }
 
-    /// Whether to read ahead: claims beyond `loaded` may lapse before
-    /// `now + ahead` and there is room.
-    pub fn wants_more(&self, now: Micros, ahead: Micros) -> bool {
+    /// Whether to read ahead: there are claims beyond `loaded`, there is
+    /// room, and either they may lapse before `now + ahead` or the lane holds
+    /// fewer than `low_water` claims.
+    pub fn wants_more(&self, now: Micros, ahead: Micros, low_water: usize) -> bool {
         self.next_unloaded != NONE
             && self.entries.len() < LANE_CAP
-            && self.next_unloaded.saturating_add(self.length) <= now.saturating_add(ahead)
+            && (self.entries.len() < low_water
+                || self.next_unloaded.saturating_add(self.length) <= now.saturating_add(ahead))
     }
 
     pub fn len(&self) -> usize {
@@ -213,7 +250,7 @@ mod tests {
         let mut lane = Lane::new(Window::Hour, 0, 5);
         assert_eq!(lane.due(), Micros::MIN.saturating_add(H));
         assert_eq!(lane.pop_due(0, &mut Vec::new()), Err(NeedLoad));
-        lane.fill(vec![row(1, 10), row(3, 30), row(4, 40)], 2, 5);
+        lane.fill(vec![row(1, 10), row(3, 30), row(4, 40)], 2, 5, 5);
         assert_eq!((lane.loaded, lane.len()), (3, 2));
         assert_eq!(lane.due(), 10 + H);
         let mut out = Vec::new();
@@ -222,7 +259,7 @@ mod tests {
             Err(NeedLoad),
             "row 4 is not loaded"
         );
-        lane.fill(vec![row(4, 40)], 2, 5);
+        lane.fill(vec![row(4, 40)], 2, 5, 5);
         assert_eq!(lane.pop_due(40 + H, &mut out), Ok(()));
         assert_eq!(out.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 3, 4]);
         assert_eq!(lane.due(), Micros::MAX);

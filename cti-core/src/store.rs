@@ -314,14 +314,27 @@ impl Db {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    /// Current claims with `after < seq <= upto`, oldest first, at most `limit`.
-    pub fn current_between(&self, after: i64, upto: i64, limit: usize) -> Result<Vec<ClaimRow>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT seq, ip, player, claimed_at FROM claims
-             WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![after, upto, limit as i64], claim_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    /// Current claims with `after < seq <= upto`, oldest first, at most
+    /// `limit`, and the newest seq committed when they were read (one
+    /// snapshot: the readers' view may be behind it, see `schedule::Lane`).
+    pub fn current_between(
+        &self,
+        after: i64,
+        upto: i64,
+        limit: usize,
+    ) -> Result<(Vec<ClaimRow>, i64)> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let rows = {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT seq, ip, player, claimed_at FROM claims
+                 WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![after, upto, limit as i64], claim_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let newest = self.meta("last_seq")?;
+        snapshot.commit()?;
+        Ok((rows, newest))
     }
 
     /// When the next still-counted claim slides out of some window, if any.

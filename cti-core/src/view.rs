@@ -42,7 +42,7 @@ pub struct Change {
 }
 
 /// Reads the current claims `after < seq <= upto`, oldest first, at most `limit`.
-pub type Load<'a> = dyn FnMut(i64, i64, usize) -> Result<Vec<ClaimRow>> + 'a;
+pub type Load<'a> = dyn FnMut(i64, i64, usize) -> Result<(Vec<ClaimRow>, i64)> + 'a;
 
 /// Index of the recent list among the version counters.
 const RECENT: usize = Window::EVERY.len();
@@ -115,6 +115,14 @@ impl View {
         self.names.get(&id).map_or("?", |n| n)
     }
 
+    /// The name of `id`, shared (a rendering may keep it past the view's lock).
+    pub fn shared_name(&self, id: PlayerId) -> Arc<str> {
+        self.names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| Arc::from("?"))
+    }
+
     pub fn id(&self, name: &str) -> Option<PlayerId> {
         self.ids.get(name).copied()
     }
@@ -177,7 +185,9 @@ impl View {
             while self.lanes[i].pop_due(now, &mut popped) == Err(NeedLoad) {
                 let lane = &self.lanes[i];
                 match load(lane.loaded, self.last_seq, MISS_LOAD + 1) {
-                    Ok(rows) => self.lanes[i].fill(rows, MISS_LOAD, self.last_seq),
+                    Ok((rows, newest)) => {
+                        self.lanes[i].fill(rows, MISS_LOAD, self.last_seq, newest)
+                    }
                     Err(e) => {
                         failed = Some(e);
                         break;
@@ -232,6 +242,10 @@ impl View {
             );
             if let Some(prev) = &f.previous {
                 for lane in &mut self.lanes {
+                    // The cursor says it lapsed, but the lane never saw it.
+                    if lane.missed(prev.seq, f.row.seq) {
+                        claim::expire(&mut deltas, lane.window, block, prev.player);
+                    }
                     lane.remove(prev.seq);
                 }
                 losers.push(prev.player);
@@ -240,6 +254,9 @@ impl View {
                 lane.append(Entry::from(&f.row), self.last_seq);
             }
             self.last_seq = f.row.seq;
+            for lane in &mut self.lanes {
+                lane.caught_up(self.last_seq);
+            }
             if !self.ids.contains_key(&f.name) {
                 self.ids.insert(f.name.clone(), f.row.player);
                 self.names.insert(f.row.player, f.name.clone());
@@ -257,21 +274,33 @@ impl View {
         }
     }
 
-    /// What a lane should read next to stay ahead of `now` by `ahead`:
-    /// (lane, after, upto).
-    pub fn wants_more(&self, now: Micros, ahead: Micros) -> Option<(usize, i64, i64)> {
+    /// What a lane should read next to stay ahead of `now` by `ahead`, or
+    /// to hold `low_water` claims: (lane, after, upto).
+    pub fn wants_more(
+        &self,
+        now: Micros,
+        ahead: Micros,
+        low_water: usize,
+    ) -> Option<(usize, i64, i64)> {
         self.lanes
             .iter()
-            .position(|l| l.wants_more(now, ahead))
+            .position(|l| l.wants_more(now, ahead, low_water))
             .map(|i| (i, self.lanes[i].loaded, self.last_seq))
     }
 
     /// Takes rows read ahead for lane `i` after `after`, read while the view
     /// was at `commits`: discarded when a batch came in since (it may have
     /// replaced some of them) or the lane moved.
-    pub fn fill(&mut self, i: usize, after: i64, commits: u64, rows: Vec<ClaimRow>, limit: usize) {
+    pub fn fill(
+        &mut self,
+        i: usize,
+        after: i64,
+        commits: u64,
+        read: (Vec<ClaimRow>, i64),
+        limit: usize,
+    ) {
         if self.commits == commits && self.lanes[i].loaded == after {
-            self.lanes[i].fill(rows, limit, self.last_seq);
+            self.lanes[i].fill(read.0, limit, self.last_seq, read.1);
         }
     }
 

@@ -529,7 +529,13 @@ impl Publisher {
                 let mut ticked = Instant::now();
                 loop {
                     match rx.recv_timeout(TICK) {
-                        Ok(Publish::Batch(p)) => publish(&reader, *p),
+                        Ok(Publish::Batch(p)) => {
+                            publish(&reader, *p);
+                            // At a high claim rate the lanes run down between
+                            // two ticks; topping them up here keeps the reads
+                            // from finding them dry.
+                            reader.read_ahead();
+                        }
                         Ok(Publish::Flush(done)) => drop(done.send(())),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,

@@ -1,6 +1,6 @@
 //! The game rules end to end through the core's Rust API, on a real SQLite file.
 
-use cti_core::{Error, Limits, ManualClock, NickLimits, Store, Window};
+use cti_core::{Error, Limits, ManualClock, NickLimits, Query, Store, Window};
 use std::sync::Arc;
 
 const HOUR: i64 = 3_600_000_000;
@@ -444,6 +444,33 @@ fn score_lists_every_player_in_every_block_ties_included() {
     assert_eq!(score["c"], [(81, 1)]);
     g.clock.advance(2 * HOUR);
     assert!(g.s().score_compat(Window::Hour).unwrap().score.is_empty());
+}
+
+#[test]
+fn score_json_is_the_score_serialized_in_name_order() {
+    let g = Game::new();
+    // Names whose byte order differs from a case-blind or numeric one, over
+    // blocks claimed out of order, so sorting by name must keep block order.
+    for (ip, nick) in [
+        ("90.0.0.1", "b"),
+        ("12.0.0.1", "b"),
+        ("200.0.0.1", "B"),
+        ("90.0.0.2", "a10"),
+        ("12.0.0.2", "a9"),
+        ("12.0.0.3", "a9"),
+        ("7.0.0.1", "b"),
+        ("90.0.0.3", "_x"),
+    ] {
+        g.claim(ip, nick);
+    }
+    for w in [Window::All, Window::Hour] {
+        let score = g.s().score_compat(w).unwrap();
+        let expected = serde_json::to_string(&score).unwrap();
+        assert_eq!(&*g.s().json(Query::Score(w)).unwrap(), expected);
+        let names: Vec<&str> = score.score.keys().map(String::as_str).collect();
+        assert_eq!(names, ["B", "_x", "a10", "a9", "b"]);
+        assert_eq!(score.score["b"], [(7, 1), (12, 1), (90, 1)]);
+    }
 }
 
 #[test]
