@@ -10,6 +10,11 @@
 //! The edge must list this machine in `--proxy-from`; turn its claim rate
 //! limits off (`--claims-per-minute 0 --net24-claims-per-minute 0`) to measure
 //! the commit path rather than the limiter.
+//!
+//! `--h2-streams N` is another load: an HTTP/2 balancer (PROXY source
+//! `BALANCER`, which the edge must list in `--trusted-proxy`) keeps
+//! `--connections` connections open and N claims in flight on each, every
+//! claim for a different synthetic client named in `X-Forwarded-For`.
 
 use clap::Parser;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -42,6 +47,9 @@ struct Args {
     /// trusts, when other clients share the machine).
     #[arg(long)]
     bind: Option<Ipv4Addr>,
+    /// HTTP/2 balancer mode: claims in flight on each connection (0: off).
+    #[arg(long, default_value_t = 0)]
+    h2_streams: usize,
 }
 
 /// The `i`th synthetic client address, distinct for every `i` below
@@ -140,6 +148,9 @@ async fn claimed_addresses(
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
+    if args.h2_streams > 0 {
+        return h2_balancer::run(args).await;
+    }
     // Every synthetic client is a new client: no session resumption.
     let config = test_kit::tls::load_client(&[b"http/1.1"]);
     let before = claimed_addresses(args.target, args.bind, &config).await?;
@@ -205,4 +216,123 @@ async fn main() -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The HTTP/2 balancer mode (`--h2-streams`): many claims in flight on a
+/// few connections, each claim from its own client (`X-Forwarded-For`).
+mod h2_balancer {
+    use super::{claimed_addresses, percentile, source, Args, Tally};
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use test_kit::client::{self, Sender, Transport};
+
+    /// The balancer's own address, which `source` never gives (240/4 is
+    /// reserved): the edge must trust it as an HTTP proxy.
+    pub const BALANCER: Ipv4Addr = Ipv4Addr::new(240, 0, 0, 1);
+
+    pub async fn run(args: Arc<Args>) -> Result<(), String> {
+        let config = test_kit::tls::load_client(&[b"h2"]);
+        // The count is read over HTTP/1.1, as the other loads read it.
+        let h1_config = test_kit::tls::load_client(&[b"http/1.1"]);
+        let before = claimed_addresses(args.target, args.bind, &h1_config).await?;
+        let tally = Arc::new(Tally::default());
+        let next = Arc::new(AtomicU64::new(args.first_source as u64));
+        let balancer = SocketAddr::new(BALANCER.into(), 40000);
+        let header = test_kit::proxy::v2_proxy(balancer, args.target, &[]);
+        let deadline = Instant::now() + Duration::from_secs(args.seconds);
+        let started = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..args.connections {
+            let from = args.bind.map(IpAddr::V4);
+            let (sender, _conn) =
+                client::connect(args.target, from, &header, Transport::Tls(&config)).await?;
+            let Sender::Http2(send) = sender else {
+                return Err("the edge did not agree to HTTP/2".into());
+            };
+            for _ in 0..args.h2_streams {
+                let (args, tally, next) = (args.clone(), tally.clone(), next.clone());
+                let send = send.clone();
+                workers.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let index = next.fetch_add(1, Relaxed) as u32;
+                        let mut sender = Sender::Http2(send.clone());
+                        if let Err(e) = claim(&args, &mut sender, index, &tally).await {
+                            if tally.failed_connections.fetch_add(1, Relaxed) < 3 {
+                                eprintln!("claim failed: {e}");
+                            }
+                            // The connection is gone: no hot loop of failures.
+                            if send.is_closed() {
+                                break;
+                            }
+                        }
+                    }
+                }));
+            }
+        }
+        for w in workers {
+            w.await.map_err(|e| e.to_string())?;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let sources = next.load(Relaxed) - args.first_source as u64;
+        let acknowledged = tally.acknowledged.load(Relaxed);
+        let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
+        lat.sort_unstable();
+        let after = claimed_addresses(args.target, args.bind, &h1_config).await?;
+        println!(
+            "HTTP/2: {} connections x {} claims in flight, {elapsed:.1} s, {sources} synthetic sources",
+            args.connections, args.h2_streams
+        );
+        println!(
+            "acknowledged claims: {acknowledged} ({:.0}/s)  refused: {}  failed claims: {}",
+            acknowledged as f64 / elapsed,
+            tally.refused.load(Relaxed),
+            tally.failed_connections.load(Relaxed)
+        );
+        println!(
+            "claim latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.9),
+            percentile(&lat, 0.99),
+            percentile(&lat, 1.0)
+        );
+        println!(
+            "claimed addresses in the store: {before} before, {after} after (+{})",
+            after - before
+        );
+        // Every claim is for a new address: each acknowledged one is stored.
+        if after - before < acknowledged {
+            return Err(format!(
+                "{acknowledged} claims were acknowledged but only {} new addresses are stored",
+                after - before
+            ));
+        }
+        Ok(())
+    }
+
+    /// One claim for synthetic client `index`.
+    async fn claim(
+        args: &Args,
+        send: &mut Sender,
+        index: u32,
+        tally: &Tally,
+    ) -> Result<(), String> {
+        let path = format!("/claim?name=load{}", index % args.nicks);
+        let client = source(index).to_string();
+        let headers = [("accept", "application/json"), ("x-forwarded-for", &client)];
+        let started = Instant::now();
+        let resp = send.get(&path, &headers).await?;
+        let ok = resp.status().is_success();
+        client::body(resp).await?;
+        let took = started.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        tally.latencies_us.lock().unwrap().push(took);
+        let counter = if ok {
+            &tally.acknowledged
+        } else {
+            &tally.refused
+        };
+        counter.fetch_add(1, Relaxed);
+        Ok(())
+    }
 }

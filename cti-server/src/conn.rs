@@ -4,9 +4,10 @@
 //! `cti-edge` hands it what is left after the PROXY header and TLS.
 
 use crate::caps::{ConnectionCaps, Refused, SourceSlot};
+use crate::local_streams::Streams;
 use crate::{metrics, Cidr};
 use hyper::server::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use prometheus_client::encoding::DescriptorEncoder;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -71,7 +72,6 @@ pub struct Connections {
     pub settings: Settings,
     pub caps: ConnectionCaps,
     pub(crate) h1: http1::Builder,
-    pub(crate) h2: http2::Builder<TokioExecutor>,
     metrics: Counters,
 }
 
@@ -158,12 +158,6 @@ impl Connections {
         let mut h1 = http1::Builder::new();
         h1.timer(TokioTimer::new())
             .header_read_timeout(settings.request_timeout);
-        let mut h2 = http2::Builder::new(TokioExecutor::new());
-        h2.timer(TokioTimer::new())
-            .keep_alive_interval(Some(settings.request_timeout))
-            .keep_alive_timeout(settings.request_timeout)
-            .max_concurrent_streams(MAX_STREAMS)
-            .max_send_buf_size(H2_SEND_BUFFER);
         Connections {
             caps: ConnectionCaps::new(
                 settings.max_connections,
@@ -172,9 +166,20 @@ impl Connections {
             ),
             settings,
             h1,
-            h2,
             metrics: Counters::default(),
         }
+    }
+
+    /// The HTTP/2 settings, with `streams` running the connection's streams
+    /// (one executor per connection: see `local_streams`).
+    pub(crate) fn h2(&self, streams: Streams) -> http2::Builder<Streams> {
+        let mut h2 = http2::Builder::new(streams);
+        h2.timer(TokioTimer::new())
+            .keep_alive_interval(Some(self.settings.request_timeout))
+            .keep_alive_timeout(self.settings.request_timeout)
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_send_buf_size(H2_SEND_BUFFER);
+        h2
     }
 
     /// Accepts until `shutdown`, runs `handle` on each connection the total

@@ -11,6 +11,7 @@
 
 use crate::activity::{Activity, Tracked};
 use crate::conn::{Connections, Drain, DrainState, Ending};
+use crate::local_streams::{Driver, Streams};
 use crate::rewind::Rewind;
 use crate::write_timeout::WriteTimeout;
 use crate::Body;
@@ -142,8 +143,11 @@ impl Connections {
         I: Stream,
         S: AppService,
     {
-        let conn = self.h2.serve_connection(TokioIo::new(io), service);
-        let mut conn = H2(Box::pin(conn));
+        let streams = Streams::default();
+        let conn = self
+            .h2(streams.clone())
+            .serve_connection(TokioIo::new(io), service);
+        let mut conn = H2(Box::pin(conn), Driver::new(streams));
         if let Some((Err(e), _)) = self.supervise(&mut conn, &mut life, false).await {
             self.ended(&e);
         }
@@ -335,13 +339,11 @@ where
     }
 }
 
-type H2Conn<I, S> = hyper::server::conn::http2::Connection<
-    TokioIo<Io<I>>,
-    Tracked<CloseWhenDraining<S>>,
-    hyper_util::rt::TokioExecutor,
->;
+type H2Conn<I, S> =
+    hyper::server::conn::http2::Connection<TokioIo<Io<I>>, Tracked<CloseWhenDraining<S>>, Streams>;
 
-struct H2<I, S>(Pin<Box<H2Conn<I, S>>>)
+/// The connection, and its streams (run in the connection's task).
+struct H2<I, S>(Pin<Box<H2Conn<I, S>>>, Driver)
 where
     Tracked<CloseWhenDraining<S>>: hyper::service::HttpService<Incoming>;
 
@@ -351,7 +353,8 @@ where
     S: AppService,
 {
     fn poll_done(&mut self, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
-        self.0.as_mut().poll(cx)
+        let conn = &mut self.0;
+        self.1.poll(cx, |cx| conn.as_mut().poll(cx))
     }
     fn graceful(&mut self) {
         self.0.as_mut().graceful_shutdown();

@@ -19,6 +19,7 @@ pub mod handover;
 pub mod http_cache;
 pub mod http_conn;
 pub mod listen;
+pub mod local_streams;
 pub mod metrics;
 pub mod negotiate;
 pub mod notify;

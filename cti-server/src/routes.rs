@@ -81,6 +81,14 @@ async fn read(
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let headers = req.headers();
+    if let Route::ApiIp = route {
+        // Needs no store: not held up by a core swap, nor by its lock.
+        let ip = client_addr::resolve(peer, headers, &app.config.trusted_proxies)
+            .ok_or_else(client_addr::no_address)?;
+        // An address needs no JSON escaping.
+        let json = format!(r#"{{"ip":"{ip}"}}"#);
+        return Ok(with_type(StatusCode::OK, "application/json", json));
+    }
     let query = req.uri().query().unwrap_or("");
     let store = app.store_ready().await?;
     let window = || param(query, "window");
@@ -88,16 +96,6 @@ async fn read(
         http_cache::respond(headers, app.json_cache.representation(json, READ_CACHING))
     };
     Ok(match *route {
-        Route::ApiIp => {
-            let ip = client_addr::resolve(peer, headers, &app.config.trusted_proxies)
-                .map(|ip| ip.to_string())
-                .ok_or_else(client_addr::no_address)?;
-            with_type(
-                StatusCode::OK,
-                "application/json",
-                serde_json::json!({ "ip": ip }).to_string(),
-            )
-        }
         // The core caps the length: its limit is not repeated here.
         Route::ApiRecent => shared(store.recent_json(query::limit(query, 50)?)?),
         Route::ApiBlocks => shared(store.blocks_json(window()?.as_deref())?),
@@ -115,7 +113,8 @@ async fn read(
         Route::Ip => compat::ip(app, peer, headers),
         Route::Statusz => compat::statusz(app, &store)?,
         Route::Static { asset, canonical } => static_asset(headers, asset, canonical),
-        Route::Claim { .. } | Route::ApiNotFound | Route::NotFound => {
+        // ApiIp is answered above, without the store.
+        Route::ApiIp | Route::Claim { .. } | Route::ApiNotFound | Route::NotFound => {
             return Err(ApiError::not_found())
         }
     })
