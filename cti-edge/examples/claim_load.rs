@@ -121,6 +121,28 @@ async fn open(
     Ok(send)
 }
 
+/// The lines both modes print the same way: claims acknowledged and their
+/// rate, refused, failed (`failed` says what failed: a connection, or a
+/// claim on a kept HTTP/2 connection), and the latency percentiles.
+fn print_claims(tally: &Tally, elapsed: f64, failed: &str) {
+    let acknowledged = tally.acknowledged.load(Relaxed);
+    let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
+    lat.sort_unstable();
+    println!(
+        "acknowledged claims: {acknowledged} ({:.0}/s)  refused: {}  {failed}: {}",
+        acknowledged as f64 / elapsed,
+        tally.refused.load(Relaxed),
+        tally.failed_connections.load(Relaxed)
+    );
+    println!(
+        "claim latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.9),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0)
+    );
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -180,27 +202,13 @@ async fn main() -> Result<(), String> {
     let elapsed = started.elapsed().as_secs_f64();
     let sources = next.load(Relaxed) - args.first_source as u64;
     let acknowledged = tally.acknowledged.load(Relaxed);
-    let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
-    lat.sort_unstable();
     let after = claimed_addresses(args.target, args.bind, &config).await?;
 
     println!(
         "{} connections x {} claim(s) each, {:.1} s, {} synthetic sources",
         args.connections, args.per_connection, elapsed, sources
     );
-    println!(
-        "acknowledged claims: {acknowledged} ({:.0}/s)  refused: {}  failed connections: {}",
-        acknowledged as f64 / elapsed,
-        tally.refused.load(Relaxed),
-        tally.failed_connections.load(Relaxed)
-    );
-    println!(
-        "claim latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&lat, 0.5),
-        percentile(&lat, 0.9),
-        percentile(&lat, 0.99),
-        percentile(&lat, 1.0)
-    );
+    print_claims(&tally, elapsed, "failed connections");
     println!(
         "longest wait for a first answer ms (connecting included): {:.2}",
         tally.slowest_first_answer_us.load(Relaxed) as f64 / 1000.0
@@ -221,7 +229,7 @@ async fn main() -> Result<(), String> {
 /// The HTTP/2 balancer mode (`--h2-streams`): many claims in flight on a
 /// few connections, each claim from its own client (`X-Forwarded-For`).
 mod h2_balancer {
-    use super::{claimed_addresses, percentile, source, Args, Tally};
+    use super::{claimed_addresses, print_claims, source, Args, Tally};
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     use std::sync::Arc;
@@ -277,26 +285,12 @@ mod h2_balancer {
         let elapsed = started.elapsed().as_secs_f64();
         let sources = next.load(Relaxed) - args.first_source as u64;
         let acknowledged = tally.acknowledged.load(Relaxed);
-        let mut lat = std::mem::take(&mut *tally.latencies_us.lock().unwrap());
-        lat.sort_unstable();
         let after = claimed_addresses(args.target, args.bind, &h1_config).await?;
         println!(
             "HTTP/2: {} connections x {} claims in flight, {elapsed:.1} s, {sources} synthetic sources",
             args.connections, args.h2_streams
         );
-        println!(
-            "acknowledged claims: {acknowledged} ({:.0}/s)  refused: {}  failed claims: {}",
-            acknowledged as f64 / elapsed,
-            tally.refused.load(Relaxed),
-            tally.failed_connections.load(Relaxed)
-        );
-        println!(
-            "claim latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-            percentile(&lat, 0.5),
-            percentile(&lat, 0.9),
-            percentile(&lat, 0.99),
-            percentile(&lat, 1.0)
-        );
+        print_claims(&tally, elapsed, "failed claims");
         println!(
             "claimed addresses in the store: {before} before, {after} after (+{})",
             after - before
