@@ -10,8 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 conns=${1:-2000}
-command -v nginx >/dev/null || { apt-get update -qq && apt-get install -y -qq nginx >/dev/null; }
-command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+. benches/edge/tools.sh
+need_tools nginx=nginx openssl=openssl
 # A failed build stops the script (set -e): never measure a stale binary.
 cargo build --release --locked -p cti-edge --bin cti-edge --example idle_connections
 target_dir=${CARGO_TARGET_DIR:-target}

@@ -18,14 +18,8 @@ loads=("$@")
 ((${#loads[@]})) || loads=(h1_keepalive h1_new_connection h2 h2_short)
 ((secs >= 4)) || { echo "profile.sh: give at least 4 seconds" >&2; exit 2; }
 
-declare -A PACKAGE=([perf]=linux-perf [wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl)
-missing=()
-for tool in "${!PACKAGE[@]}"; do
-  command -v "$tool" >/dev/null || missing+=("${PACKAGE[$tool]}")
-done
-if ((${#missing[@]})); then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. benches/edge/tools.sh
+need_tools perf=linux-perf wrk=wrk h2load=nghttp2-client openssl=openssl
 # A failed build stops the script (set -e): never profile a stale binary.
 cargo build --release --locked --quiet -p cti-edge --bin cti-edge
 edge_bin=${EDGE_BIN:-${CARGO_TARGET_DIR:-target}/release/cti-edge}

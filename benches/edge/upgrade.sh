@@ -21,9 +21,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-30}
 phase=$(((secs + 1) / 2))
 ((phase >= 4)) || { echo "upgrade.sh: give at least 8 seconds" >&2; exit 2; }
-for tool in wrk curl python3; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk curl python3 >/dev/null; }
-done
+. benches/edge/tools.sh
+need_tools wrk=wrk curl=curl python3=python3
 # A failed build stops the script (set -e): never benchmark a stale binary.
 cargo build --release --locked --quiet -p cti-edge --bin cti-edge --example claim_load
 target_dir=${CARGO_TARGET_DIR:-target}

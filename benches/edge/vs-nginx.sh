@@ -25,14 +25,8 @@ secs=${1:-10}
 rounds=${2:-3}
 conns=64
 
-declare -A PACKAGE=([nginx]=nginx [wrk]=wrk [h2load]=nghttp2-client [openssl]=openssl [bc]=bc)
-missing=()
-for tool in "${!PACKAGE[@]}"; do
-  command -v "$tool" >/dev/null || missing+=("${PACKAGE[$tool]}")
-done
-if ((${#missing[@]})); then
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+. benches/edge/tools.sh
+need_tools nginx=nginx wrk=wrk h2load=nghttp2-client openssl=openssl bc=bc
 # A failed build stops the script (set -e): never benchmark a stale binary.
 cargo build --release --locked --quiet -p cti-edge --bin cti-edge
 edge_bin=${EDGE_BIN:-${CARGO_TARGET_DIR:-target}/release/cti-edge}
