@@ -90,6 +90,10 @@ int main(int argc, char **argv) {
     show("blocks", rc, json);
     rc = cti_ranks_json(store, "all", &json);
     show("ranks", rc, json);
+
+    /* A leaderboard's top: the first rows only (`ranked` counts them all). */
+    rc = cti_ranks_top_json(store, "all", 10, &json);
+    show("top 10", rc, json);
     rc = cti_user_json(store, "bob", NULL, &json);
     show("user", rc, json);
 

@@ -53,7 +53,7 @@
 /**
  * Minor version: bumped when functions or result codes are added.
  */
-#define CTI_ABI_MINOR 1
+#define CTI_ABI_MINOR 2
 
 /**
  * Longest `cti_last_error()` message, in bytes; longer ones are cut.
@@ -390,15 +390,28 @@ void cti_unsubscribe(struct CtiSubscription *sub);
 enum CtiResult cti_blocks_json(const struct CtiStore *store, const char *window_name, char **out);
 
 /**
- * `{"window","updated_at","rankings":[{"rank","name","blocks","claims"}]}`:
+ * `{"window","updated_at","ranked","rankings":[{"rank","name","blocks","claims"}]}`:
  * every holder and every player with at least 10 addresses in the window,
- * by blocks held, then addresses (`claims`), then name in byte order.
- * `window` NULL means `all`. Returns as `cti_blocks_json`.
+ * by blocks held, then addresses (`claims`), then name in byte order;
+ * `ranked` counts them. `window` NULL means `all`. Returns as `cti_blocks_json`.
  *
  * # Safety
  * Pointers are NULL or valid; `out` is writable.
  */
 enum CtiResult cti_ranks_json(const struct CtiStore *store, const char *window_name, char **out);
+
+/**
+ * As `cti_ranks_json`, with only the first `limit` rows in `rankings` (a
+ * leaderboard's top); `ranked` still counts every row. Cheaper than the
+ * whole ranking when many players are ranked. Since ABI 1.2.
+ *
+ * # Safety
+ * Pointers are NULL or valid; `out` is writable.
+ */
+enum CtiResult cti_ranks_top_json(const struct CtiStore *store,
+                                  const char *window_name,
+                                  uint32_t limit,
+                                  char **out);
 
 /**
  * `{"updated_at","claims":[{"ip","name","block","claimed_at"}]}`: the newest

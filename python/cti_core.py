@@ -198,6 +198,7 @@ _subscribe = _declare("cti_subscribe", c_int, c_void_p, _EVENT_CB, c_void_p, POI
 _unsubscribe = _declare("cti_unsubscribe", None, c_void_p)
 _blocks = _declare("cti_blocks_json", c_int, c_void_p, c_char_p, _OUT)
 _ranks = _declare("cti_ranks_json", c_int, c_void_p, c_char_p, _OUT)
+_ranks_top = _declare("cti_ranks_top_json", c_int, c_void_p, c_char_p, c_uint32, _OUT)
 _recent = _declare("cti_recent_json", c_int, c_void_p, c_uint32, _OUT)
 _user = _declare("cti_user_json", c_int, c_void_p, c_char_p, c_char_p, _OUT)
 _stats = _declare("cti_stats_json", c_int, c_void_p, _OUT)
@@ -437,8 +438,12 @@ class Store:
     def blocks(self, window=None):
         return self._json(_blocks, _text(window, "window"))
 
-    def ranks(self, window=None):
-        return self._json(_ranks, _text(window, "window"))
+    def ranks(self, window=None, limit=None):
+        """The ranking of `window`; with `limit`, only its first rows
+        (`ranked` still counts them all)."""
+        if limit is None:
+            return self._json(_ranks, _text(window, "window"))
+        return self._json(_ranks_top, _text(window, "window"), limit)
 
     def recent(self, limit=50):
         return self._json(_recent, limit)

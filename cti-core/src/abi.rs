@@ -14,7 +14,7 @@
 use crate::error::Error;
 use crate::render::{self, ClaimJson};
 use crate::window::Window;
-use crate::{Limits, NickLimits, Query, Store, Subscription};
+use crate::{Limits, NickLimits, Query, Store, Subscription, RANKS_ALL};
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,7 +24,7 @@ use std::path::Path;
 /// number in the library's SONAME (`libcti_core.so.1`).
 pub const CTI_ABI_MAJOR: u32 = 1;
 /// Minor version: bumped when functions or result codes are added.
-pub const CTI_ABI_MINOR: u32 = 1;
+pub const CTI_ABI_MINOR: u32 = 2;
 
 /// Longest `cti_last_error()` message, in bytes; longer ones are cut.
 pub const CTI_LAST_ERROR_MAX: usize = 1024;
@@ -642,10 +642,10 @@ pub unsafe extern "C" fn cti_blocks_json(
     unsafe { render_to(store, out, || Ok(Query::Blocks(window(window_name)?))) }
 }
 
-/// `{"window","updated_at","rankings":[{"rank","name","blocks","claims"}]}`:
+/// `{"window","updated_at","ranked","rankings":[{"rank","name","blocks","claims"}]}`:
 /// every holder and every player with at least 10 addresses in the window,
-/// by blocks held, then addresses (`claims`), then name in byte order.
-/// `window` NULL means `all`. Returns as `cti_blocks_json`.
+/// by blocks held, then addresses (`claims`), then name in byte order;
+/// `ranked` counts them. `window` NULL means `all`. Returns as `cti_blocks_json`.
 ///
 /// # Safety
 /// Pointers are NULL or valid; `out` is writable.
@@ -656,7 +656,24 @@ pub unsafe extern "C" fn cti_ranks_json(
     out: *mut *mut c_char,
 ) -> CtiResult {
     // SAFETY: the caller's contract, passed on.
-    unsafe { render_to(store, out, || Ok(Query::Ranks(window(window_name)?))) }
+    unsafe { cti_ranks_top_json(store, window_name, RANKS_ALL, out) }
+}
+
+/// As `cti_ranks_json`, with only the first `limit` rows in `rankings` (a
+/// leaderboard's top); `ranked` still counts every row. Cheaper than the
+/// whole ranking when many players are ranked. Since ABI 1.2.
+///
+/// # Safety
+/// Pointers are NULL or valid; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn cti_ranks_top_json(
+    store: *const CtiStore,
+    window_name: *const c_char,
+    limit: u32,
+    out: *mut *mut c_char,
+) -> CtiResult {
+    // SAFETY: the caller's contract, passed on.
+    unsafe { render_to(store, out, || Ok(Query::Ranks(window(window_name)?, limit))) }
 }
 
 /// `{"updated_at","claims":[{"ip","name","block","claimed_at"}]}`: the newest

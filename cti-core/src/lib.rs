@@ -323,8 +323,14 @@ impl Store {
         Ok(render::blocks(&self.reader()?.read(), window))
     }
 
+    /// The whole ranking of `window`.
     pub fn ranks(&self, window: Window) -> Result<render::RanksJson> {
-        Ok(render::ranks(&self.reader()?.read(), window))
+        self.ranks_top(window, usize::MAX)
+    }
+
+    /// The first `limit` rows of the ranking of `window`.
+    pub fn ranks_top(&self, window: Window, limit: usize) -> Result<render::RanksJson> {
+        Ok(render::ranks(&self.reader()?.read(), window, limit))
     }
 
     pub fn recent(&self, limit: usize) -> Result<render::RecentJson> {
@@ -435,11 +441,15 @@ impl Drop for Ticket {
     }
 }
 
+/// The limit of [`Query::Ranks`] that asks for every row.
+pub const RANKS_ALL: u32 = u32::MAX;
+
 /// What [`Store::json`] renders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Query {
     Blocks(Window),
-    Ranks(Window),
+    /// The first rows of a ranking: [`RANKS_ALL`] for the whole of it.
+    Ranks(Window, u32),
     Recent(usize),
     Score(Window),
     RecentCompat(usize),
@@ -449,7 +459,7 @@ impl Query {
     fn key(self) -> (u8, Option<Window>, u32) {
         match self {
             Query::Blocks(w) => (0, Some(w), 0),
-            Query::Ranks(w) => (1, Some(w), 0),
+            Query::Ranks(w, limit) => (1, Some(w), limit),
             Query::Recent(n) => (2, None, n.min(RECENT_MAX) as u32),
             Query::Score(w) => (3, Some(w), 0),
             Query::RecentCompat(n) => (4, None, n.min(RECENT_MAX) as u32),
@@ -465,7 +475,7 @@ impl Query {
     fn take(self, view: &view::View) -> Taken {
         let text = match self {
             Query::Blocks(w) => render::to_json(&render::blocks(view, w)),
-            Query::Ranks(w) => render::to_json(&render::ranks(view, w)),
+            Query::Ranks(w, limit) => render::to_json(&render::ranks(view, w, limit as usize)),
             Query::Recent(n) => render::to_json(&render::recent(view, n.min(RECENT_MAX))),
             Query::Score(w) => return Taken::Score(render::score_rows(view, w)),
             Query::RecentCompat(n) => {

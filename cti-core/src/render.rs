@@ -92,12 +92,15 @@ pub struct RankJson {
 pub struct RanksJson {
     pub window: &'static str,
     pub updated_at: String,
+    /// Rows in the whole ranking: `rankings` holds the first of them.
+    pub ranked: usize,
     pub rankings: Vec<RankJson>,
 }
 
 /// Every holder and every player with at least 10 addresses, by blocks held,
-/// then addresses owned, then name in byte order (as ipv4.games ranks).
-pub fn ranks(view: &View, window: Window) -> RanksJson {
+/// then addresses owned, then name in byte order (as ipv4.games ranks); the
+/// first `limit` of them.
+pub fn ranks(view: &View, window: Window, limit: usize) -> RanksJson {
     // Names looked up once, not at every comparison.
     let mut rows: Vec<(Standing, &str)> = view
         .aggregates()
@@ -108,13 +111,21 @@ pub fn ranks(view: &View, window: Window) -> RanksJson {
             (s, name)
         })
         .collect();
-    rows.sort_by(|(a, an), (b, bn)| {
+    let ranked = rows.len();
+    let order = |(a, an): &(Standing, &str), (b, bn): &(Standing, &str)| {
         b.blocks
             .len()
             .cmp(&a.blocks.len())
             .then(b.claims.cmp(&a.claims))
             .then_with(|| an.as_bytes().cmp(bn.as_bytes()))
-    });
+    };
+    // A top list costs a selection and a sort of its own rows, not a sort
+    // of every ranked player.
+    if limit < rows.len() {
+        rows.select_nth_unstable_by(limit, order);
+        rows.truncate(limit);
+    }
+    rows.sort_unstable_by(order);
     let rankings = rows
         .into_iter()
         .enumerate()
@@ -128,6 +139,7 @@ pub fn ranks(view: &View, window: Window) -> RanksJson {
     RanksJson {
         window: window.name(),
         updated_at: rfc3339(view.changed_at(Some(window))),
+        ranked,
         rankings,
     }
 }

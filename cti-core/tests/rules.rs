@@ -495,3 +495,49 @@ fn times_of_the_data_move_only_when_it_changes() {
     );
     assert_eq!(at(Window::All), all, "all did not change");
 }
+
+#[test]
+fn a_top_list_is_the_first_rows_of_the_whole_ranking() {
+    let g = Game::new();
+    // 40 players who each hold one block, with addresses from 1 to 4 (many
+    // ties on blocks and addresses, broken by name), and 3 with two blocks.
+    for p in 0..40u32 {
+        let nick = format!("p{:02}{}", (p * 7) % 40, ["a", "B"][p as usize % 2]);
+        for a in 0..=(p % 4) {
+            g.claim(&format!("{}.0.0.{}", 100 + p, a + 1), &nick);
+        }
+    }
+    for p in 0..3u32 {
+        for b in [200 + 2 * p, 201 + 2 * p] {
+            g.claim(&format!("{b}.0.0.1"), &format!("two{p}"));
+        }
+    }
+    for w in [Window::Hour, Window::All] {
+        let whole = g.s().ranks(w).unwrap();
+        assert_eq!(whole.ranked, 43);
+        assert_eq!(whole.rankings.len(), 43);
+        for limit in [0, 1, 2, 3, 5, 17, 42, 43, 44, 1000] {
+            let top = g.s().ranks_top(w, limit).unwrap();
+            assert_eq!(top.ranked, 43, "limit {limit}");
+            let names = |r: &[cti_core::render::RankJson]| {
+                r.iter()
+                    .map(|r| (r.rank, r.name.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                names(&top.rankings),
+                names(&whole.rankings[..limit.min(43)]),
+                "limit {limit}"
+            );
+        }
+        // What the C ABI serves, cached per limit.
+        let json = |limit| g.s().json(Query::Ranks(w, limit)).unwrap();
+        let top5: serde_json::Value = serde_json::from_str(&json(5)).unwrap();
+        assert_eq!(top5["rankings"].as_array().unwrap().len(), 5);
+        assert_eq!(top5["ranked"], 43);
+        let all: serde_json::Value = serde_json::from_str(&json(cti_core::RANKS_ALL)).unwrap();
+        let rows = |v: &serde_json::Value| v["rankings"].as_array().unwrap().clone();
+        assert_eq!(rows(&all)[..5], rows(&top5)[..]);
+        assert_eq!(rows(&all).len(), 43);
+    }
+}

@@ -129,6 +129,7 @@ core_api! {
     fn cti_unsubscribe(sub: *mut CtiSubscription);
     fn cti_blocks_json(store: *const CtiStore, window: *const c_char, out: *mut *mut c_char) -> c_int;
     fn cti_ranks_json(store: *const CtiStore, window: *const c_char, out: *mut *mut c_char) -> c_int;
+    fn cti_ranks_top_json(store: *const CtiStore, window: *const c_char, limit: u32, out: *mut *mut c_char) -> c_int;
     fn cti_recent_json(store: *const CtiStore, limit: u32, out: *mut *mut c_char) -> c_int;
     fn cti_user_json(store: *const CtiStore, nick: *const c_char, window: *const c_char, out: *mut *mut c_char) -> c_int;
     fn cti_score_compat_json(store: *const CtiStore, window: *const c_char, out: *mut *mut c_char) -> c_int;

@@ -350,6 +350,14 @@ impl Store {
         self.window_json(self.api.cti_ranks_json, window)
     }
 
+    /// The first `limit` rows of the ranking (`ranked` counts them all).
+    pub fn ranks_top_json(&self, window: Option<&str>, limit: u32) -> Result<String> {
+        let w = c_window(window)?;
+        let f = self.api.cti_ranks_top_json;
+        // SAFETY: valid handle; window NULL or a C string.
+        self.out(|out| unsafe { f(self.raw(), as_ptr(&w), limit, out) })
+    }
+
     pub fn score_compat_json(&self, window: Option<&str>) -> Result<String> {
         self.window_json(self.api.cti_score_compat_json, window)
     }

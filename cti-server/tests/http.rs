@@ -122,6 +122,23 @@ fn read_api_shapes() {
         s.get("/api/ranks?window=fortnight", &[]).json()["error"],
         "unknown_window"
     );
+    // A top list: the first rows, with the size of the whole ranking.
+    let top = s.get("/api/ranks?window=hour&limit=5", &[]).json();
+    assert_eq!(top["rankings"], ranks["rankings"]);
+    assert_eq!(top["ranked"], 1);
+    let none = s.get("/api/ranks?limit=0", &[]).json();
+    assert_eq!(
+        (
+            none["rankings"].as_array().map(Vec::len),
+            none["ranked"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let bad = s.get("/api/ranks?limit=-1", &[]);
+    assert_eq!(
+        (bad.status, bad.json()["error"].as_str()),
+        (400, Some("invalid_limit"))
+    );
     let u = s.get("/api/users/bob", &[]).json();
     assert_eq!(
         (

@@ -197,11 +197,15 @@ function showBlock() {
   info.replaceChildren(...rows);
 }
 
+// The board shows the top 50; the palette colours a few more.
+const RANK_ROWS = 50;
+
 async function refreshRanks() {
-  const data = await getJSON("/api/ranks?window=" + currentWindow);
+  const limit = Math.max(RANK_ROWS, SLOTS.length * TIERS.length);
+  const data = await getJSON(`/api/ranks?window=${currentWindow}&limit=${limit}`);
   setPalette(data.rankings);
   const body = $("#ranks tbody");
-  body.replaceChildren(...data.rankings.slice(0, 50).map((r) =>
+  body.replaceChildren(...data.rankings.slice(0, RANK_ROWS).map((r) =>
     el("tr", {},
       el("td", { textContent: r.rank }),
       el("td", {}, el("span", { className: "name" }, swatch(r.name), playerLink(r.name))),

@@ -50,6 +50,11 @@ class StoreTest(unittest.TestCase):
         names = [r["name"] for r in self.store.ranks("all")["rankings"]]
         self.assertEqual(names, ["zed", "Bob", "amy"])
         self.assertEqual(self.store.ranks("hour")["window"], "hour")
+        top = self.store.ranks("all", limit=2)
+        self.assertEqual([r["name"] for r in top["rankings"]], ["zed", "Bob"])
+        self.assertEqual(top["ranked"], 3)
+        self.assertEqual(self.store.ranks("all", limit=0)["rankings"], [])
+        self.assertEqual(len(self.store.ranks(limit=10)["rankings"]), 3)
 
     def test_recent_and_user(self):
         self.store.claim("7.0.0.1", "alice")

@@ -30,7 +30,7 @@
  *                            its callback gets OK (everywhere) or UNAVAILABLE: tamper.
  *   cti_subscribe            OK, INVALID_ARGUMENT: subscribe; READ_ONLY: writer_lock;
  *                            FORKED: fork. UNAVAILABLE (no thread): not reached.
- *   cti_blocks/ranks/score_compat_json, cti_recent(_compat)_json, cti_user_json,
+ *   cti_blocks/ranks/ranks_top/score_compat_json, cti_recent(_compat)_json, cti_user_json,
  *   cti_stats_json           OK, INVALID_ARGUMENT, UNKNOWN_WINDOW, NOT_FOUND,
  *                            INVALID_NICK: codes; FORKED: fork.
  *   cti_store_set_limits, cti_store_set_nick_limits
@@ -560,6 +560,7 @@ static void section_fork(const char *dir) {
         EXPECT_RC(cti_check(s), CTI_RESULT_FORKED);
         EXPECT_RC(cti_blocks_json(s, NULL, &json), CTI_RESULT_FORKED);
         EXPECT_RC(cti_ranks_json(s, NULL, &json), CTI_RESULT_FORKED);
+        EXPECT_RC(cti_ranks_top_json(s, NULL, 10, &json), CTI_RESULT_FORKED);
         EXPECT_RC(cti_recent_json(s, 10, &json), CTI_RESULT_FORKED);
         EXPECT_RC(cti_user_json(s, "parent", NULL, &json), CTI_RESULT_FORKED);
         EXPECT_RC(cti_score_compat_json(s, NULL, &json), CTI_RESULT_FORKED);
@@ -768,6 +769,9 @@ static void section_codes(const char *dir) {
         cti_string_free(json);
         EXPECT_RC(cti_ranks_json(s, windows[i], &json), CTI_RESULT_OK);
         cti_string_free(json);
+        EXPECT_RC(cti_ranks_top_json(s, windows[i], 1, &json), CTI_RESULT_OK);
+        EXPECT(strstr(json, "\"ranked\":"), "a top list counts the whole ranking");
+        cti_string_free(json);
         EXPECT_RC(cti_score_compat_json(s, windows[i], &json), CTI_RESULT_OK);
         cti_string_free(json);
         EXPECT_RC(cti_user_json(s, "alice", windows[i], &json), CTI_RESULT_OK);
@@ -784,6 +788,9 @@ static void section_codes(const char *dir) {
     EXPECT_RC(cti_blocks_json(NULL, NULL, &json), CTI_RESULT_INVALID_ARGUMENT);
     EXPECT_RC(cti_blocks_json(s, NULL, NULL), CTI_RESULT_INVALID_ARGUMENT);
     EXPECT_RC(cti_ranks_json(s, NULL, NULL), CTI_RESULT_INVALID_ARGUMENT);
+    EXPECT_RC(cti_ranks_top_json(NULL, NULL, 5, &json), CTI_RESULT_INVALID_ARGUMENT);
+    EXPECT_RC(cti_ranks_top_json(s, NULL, 5, NULL), CTI_RESULT_INVALID_ARGUMENT);
+    EXPECT_RC(cti_ranks_top_json(s, "fortnight", 5, &json), CTI_RESULT_UNKNOWN_WINDOW);
     EXPECT_RC(cti_score_compat_json(NULL, NULL, &json), CTI_RESULT_INVALID_ARGUMENT);
     EXPECT_RC(cti_recent_json(NULL, 5, &json), CTI_RESULT_INVALID_ARGUMENT);
     EXPECT_RC(cti_recent_json(s, 5, NULL), CTI_RESULT_INVALID_ARGUMENT);

@@ -8,7 +8,7 @@
 //!  [--read-every-ms 50] [--score-every-ms 30000] [--probe-every 10]
 //!  [--calm-secs 10] [--seed 1] [--keep-db] [--traffic-only]`
 //!
-//! The board (blocks, ranks) is read every 50 ms and the whole score every
+//! The board (blocks, and the top 100 of ranks) is read every 50 ms and the whole score every
 //! 30 s: a score rendering takes seconds once a few hundred thousand players
 //! are live, and a pace near that length starves the claims (see the README).
 //! A pace of 0 turns a reader off.
@@ -319,10 +319,9 @@ impl Run {
             reads: self.samples.get(2 + w),
             ranks_all_rows: self
                 .store()
-                .ranks(Window::All)
+                .ranks_top(Window::All, 0)
                 .expect("ranks")
-                .rankings
-                .len(),
+                .ranked,
             rss_kib: measure::rss_kib(),
             db_bytes,
             wal_bytes,
@@ -472,7 +471,7 @@ fn summary(
     let per_address = |w: &Week| w.db_bytes as f64 / w.addresses.max(1) as f64;
     let _ = writeln!(
         s,
-        "score size in week {}: hour {} bytes, all {} bytes; ranks (all) has {} rows",
+        "score size in week {}: hour {} bytes, all {} bytes; ranks (all) has {} rows (the top 100 are read)",
         last.week, last.reads.bytes[4], last.reads.bytes[5], last.ranks_all_rows
     );
     let _ = writeln!(

@@ -1,5 +1,5 @@
 //! The readers: threads that time the JSON renderings the C ABI serves
-//! (`Store::json` with a `Query`, what `cti_blocks_json`, `cti_ranks_json` and
+//! (`Store::json` with a `Query`, what `cti_blocks_json`, `cti_ranks_top_json` and
 //! `cti_score_compat_json` return) while the claimers run.
 //!
 //! A read's answer may come from the rendering the store caches per version
@@ -22,12 +22,15 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The rows of a ranking a leaderboard shows (`cti_ranks_top_json`).
+const TOP: u32 = 100;
+
 /// The measured renderings, in CSV order.
 pub const QUERIES: [(&str, Query); 6] = [
     ("blocks_hour", Query::Blocks(Window::Hour)),
     ("blocks_all", Query::Blocks(Window::All)),
-    ("ranks_hour", Query::Ranks(Window::Hour)),
-    ("ranks_all", Query::Ranks(Window::All)),
+    ("ranks_hour", Query::Ranks(Window::Hour, TOP)),
+    ("ranks_all", Query::Ranks(Window::All, TOP)),
     ("score_hour", Query::Score(Window::Hour)),
     ("score_all", Query::Score(Window::All)),
 ];
