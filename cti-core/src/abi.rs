@@ -752,7 +752,7 @@ pub unsafe extern "C" fn cti_recent_compat_json(
 }
 
 /// Counters since the store was opened, for metrics:
-/// `{"live_players","queued","events_delivered","events_dropped","schedule_load_errors",
+/// `{"live_players","block_players","queued","events_delivered","events_dropped","schedule_load_errors",
 ///   "claims_committed","claims_failed","claims_rate_limited","commits","commits_failed",
 ///   "batch_size":{"buckets":[[le,count],...],"count","sum"},"commit_latency_us":{...}}`
 /// (histogram buckets are cumulative). Returns OK, INVALID_ARGUMENT, FORKED, PANIC.

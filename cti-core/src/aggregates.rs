@@ -236,6 +236,12 @@ impl Aggregates {
         &self.blocks[block as usize]
     }
 
+    /// (block, player) entries held: what the memory of the counts grows
+    /// with (a player's addresses spread over more blocks cost more).
+    pub fn block_players(&self) -> usize {
+        self.blocks.iter().map(|b| b.counts.len()).sum()
+    }
+
     /// Applies a batch of changes, then brings every touched top up to date.
     pub fn apply(&mut self, deltas: &Deltas) {
         for (&(b, p), d) in deltas {

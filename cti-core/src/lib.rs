@@ -376,13 +376,14 @@ impl Store {
     /// Counters since the store was opened.
     pub fn stats(&self) -> Result<stats::StatsJson> {
         let inner = self.inner()?;
-        let (live, delivered, dropped) = {
+        let (live, pairs, delivered, dropped) = {
             let view = inner.reader.read();
             let (d, x) = inner.reader.subscribers.counts();
-            (view.live_players(), d, x)
+            (view.live_players(), view.aggregates().block_players(), d, x)
         };
         Ok(inner.stats.snapshot(stats::Gauges {
             live_players: live as u64,
+            block_players: pairs as u64,
             queued: inner
                 .writing
                 .as_ref()

@@ -125,6 +125,8 @@ pub struct HistogramJson {
 pub struct Gauges {
     /// Players in memory: owning an address or in the recent list.
     pub live_players: u64,
+    /// (block, player) pairs with an address: the size of the counts in memory.
+    pub block_players: u64,
     /// Claims and other jobs waiting for the writer.
     pub queued: u64,
     /// Commit events handed to subscribers, and dropped for slow ones.

@@ -228,12 +228,20 @@ fn players_without_addresses_leave_memory() {
             .unwrap();
     }
     assert_eq!(store.stats().unwrap().gauges.live_players, 600);
+    assert_eq!(store.stats().unwrap().gauges.block_players, 600);
+    // One more block for two of them: their counts there take an entry each.
+    store.claim("41.0.0.1", "p1").unwrap();
+    store.claim("41.0.0.2", "p2").unwrap();
+    assert_eq!(store.stats().unwrap().gauges.block_players, 602);
+    store.claim("41.0.0.1", "p2").unwrap();
+    assert_eq!(store.stats().unwrap().gauges.block_players, 601);
     for i in 0..600u32 {
         store
             .claim(&format!("40.0.{}.{}", i / 256, i % 256), "taker")
             .unwrap();
     }
-    assert_eq!(store.stats().unwrap().gauges.live_players, 1);
+    assert_eq!(store.stats().unwrap().gauges.live_players, 2);
+    assert_eq!(store.stats().unwrap().gauges.block_players, 2);
     assert!(matches!(
         store.user("p7", Window::All),
         Err(Error::NotFound(_))

@@ -185,6 +185,19 @@ fn core_stats(e: &mut DescriptorEncoder, json: &str) -> fmt::Result {
         return Ok(());
     };
     for (name, help) in [
+        (
+            "live_players",
+            "Players in memory: with an address, or in the recent list.",
+        ),
+        (
+            "block_players",
+            "(block, player) pairs with an address: the size of the counts in memory.",
+        ),
+        ("queued", "Claims and other jobs waiting for the writer."),
+    ] {
+        gauge(e, name, help, s[name].as_u64().unwrap_or(0))?;
+    }
+    for (name, help) in [
         ("claims_committed", "Claims committed to disk."),
         (
             "claims_failed",

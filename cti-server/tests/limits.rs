@@ -48,6 +48,10 @@ fn metrics_flag_opens_its_listener() {
         assert_eq!(s.metric("cti_connections_open"), 1);
         // Idle after its answer: parked.
         s.metric_becomes("cti_connections_parked", 1, Duration::from_secs(5));
+        // The core's gauges: nobody has claimed yet.
+        for gauge in ["cti_live_players", "cti_block_players", "cti_queued"] {
+            assert_eq!(s.metric(gauge), 0, "{gauge}");
+        }
     });
 }
 

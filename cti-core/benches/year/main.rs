@@ -326,6 +326,7 @@ impl Run {
             db_bytes,
             wal_bytes,
             live_players: after.gauges.live_players,
+            block_players: after.gauges.block_players,
             addresses: self.addresses.count(),
             load: loadavg(),
         };
@@ -491,7 +492,8 @@ fn summary(
     );
     let _ = writeln!(
         s,
-        "memory: RSS {} MiB before the store opened; week {} {} MiB, week {} {} MiB; live players week {} {}, week {} {}",
+        "memory: RSS {} MiB before the store opened; week {} {} MiB, week {} {} MiB; live players week {} {}, week {} {}; \
+         (block, player) pairs week {} {}, week {} {}",
         rss_base / 1024,
         first.week,
         first.rss_kib / 1024,
@@ -500,7 +502,11 @@ fn summary(
         first.week,
         first.live_players,
         last.week,
-        last.live_players
+        last.live_players,
+        first.week,
+        first.block_players,
+        last.week,
+        last.block_players
     );
     let _ = writeln!(
         s,

@@ -21,6 +21,7 @@ pub struct Week {
     pub db_bytes: u64,
     pub wal_bytes: u64,
     pub live_players: u64,
+    pub block_players: u64,
     pub addresses: u64,
     /// One-minute load average of the machine at the week's end.
     pub load: f64,
@@ -121,13 +122,13 @@ pub fn weeks_csv(weeks: &[Week]) -> String {
     let mut out = format!(
         "week,days,claims,claims_total,wall_s,claims_per_s,mean_batch,retried{},\
          score_hour_bytes,score_all_bytes,ranks_all_rows,rss_kib,db_bytes,wal_bytes,\
-         live_players,addresses,db_bytes_per_address,load1\n",
+         live_players,block_players,addresses,db_bytes_per_address,load1\n",
         latency_header("")
     );
     for w in weeks {
         writeln!(
             out,
-            "{},{:.2},{},{},{:.2},{:.0},{:.1},{}{},{},{},{},{},{},{},{},{},{:.1},{:.2}",
+            "{},{:.2},{},{},{:.2},{:.0},{:.1},{}{},{},{},{},{},{},{},{},{},{},{:.1},{:.2}",
             w.week,
             w.days,
             w.claims,
@@ -144,6 +145,7 @@ pub fn weeks_csv(weeks: &[Week]) -> String {
             w.db_bytes,
             w.wal_bytes,
             w.live_players,
+            w.block_players,
             w.addresses,
             w.db_bytes as f64 / w.addresses.max(1) as f64,
             w.load
