@@ -12,8 +12,9 @@
 //! at thousands of claims a second.
 
 use crate::window::Window;
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap as HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Player ids are the SQLite rowids of the `players` table.
 pub type PlayerId = u32;
@@ -216,9 +217,10 @@ pub struct Aggregates {
     blocks: Vec<Block>,
     /// Per window, addresses each player owns across all blocks; no zero entries.
     totals: [HashMap<PlayerId, u64>; WINDOWS],
-    /// Per window, the players with at least [`RANKED_MIN`] addresses, kept
-    /// as totals change so that a ranking reads them, not every live player.
-    ranked: [HashSet<PlayerId>; WINDOWS],
+    /// Per window, the players with at least [`RANKED_MIN`] addresses, most
+    /// addresses first, kept as totals change: a ranking reads them, not
+    /// every live player, and a top list reads only its first entries.
+    ranked: [BTreeSet<(Reverse<u64>, PlayerId)>; WINDOWS],
 }
 
 impl Default for Aggregates {
@@ -252,14 +254,18 @@ impl Aggregates {
             for (w, totals) in self.totals.iter_mut().enumerate() {
                 if after[w] != before[w] {
                     let t = totals.entry(p).or_default();
+                    let was = *t;
                     *t = (*t + after[w] as u64).saturating_sub(before[w] as u64);
-                    if *t >= RANKED_MIN {
-                        self.ranked[w].insert(p);
-                    } else {
-                        self.ranked[w].remove(&p);
-                    }
-                    if *t == 0 {
+                    let now = *t;
+                    if now == 0 {
                         totals.remove(&p);
+                    }
+                    let ranked = &mut self.ranked[w];
+                    if was >= RANKED_MIN {
+                        ranked.remove(&(Reverse(was), p));
+                    }
+                    if now >= RANKED_MIN {
+                        ranked.insert((Reverse(now), p));
                     }
                 }
             }
@@ -289,16 +295,48 @@ impl Aggregates {
     /// Every holder of a block, and every player with at least [`RANKED_MIN`]
     /// addresses, unsorted (names decide the final order).
     pub fn standings(&self, window: Window) -> Vec<Standing> {
+        self.top_standings(window, usize::MAX).0
+    }
+
+    /// The rows a ranking's first `limit` places come from, unsorted, and
+    /// how many rows the whole ranking has. Holders rank above everyone
+    /// without a block, so past the holders only the players with the most
+    /// addresses are read (from the ordered `ranked`), down to the `limit`-th
+    /// and every player tied with it: names break those ties.
+    pub fn top_standings(&self, window: Window, limit: usize) -> (Vec<Standing>, usize) {
         let mut rows: HashMap<PlayerId, Standing> = HashMap::default();
         for block in 0..BLOCKS {
             if let Some(p) = self.leader(window, block as u8).holder {
                 self.row(&mut rows, window, p).blocks.push(block as u8);
             }
         }
-        for &p in &self.ranked[window.index()] {
-            self.row(&mut rows, window, p);
+        let ranked = &self.ranked[window.index()];
+        // Holders under the minimum are ranked too, though not in `ranked`.
+        let whole = ranked.len() + rows.values().filter(|s| s.claims < RANKED_MIN).count();
+        let wanted = limit.saturating_sub(rows.len());
+        let (mut taken, mut boundary) = (0, None);
+        for &(Reverse(total), player) in ranked {
+            if wanted == 0 || boundary.is_some_and(|b| total < b) {
+                break;
+            }
+            if rows.contains_key(&player) {
+                continue;
+            }
+            let blocks = Vec::new();
+            rows.insert(
+                player,
+                Standing {
+                    player,
+                    blocks,
+                    claims: total,
+                },
+            );
+            taken += 1;
+            if taken == wanted {
+                boundary = Some(total);
+            }
         }
-        rows.into_values().collect()
+        (rows.into_values().collect(), whole)
     }
 
     fn row<'a>(
@@ -463,6 +501,61 @@ mod tests {
             Aggregates::default().standings(Window::All).is_empty(),
             "other windows untouched"
         );
+    }
+
+    /// The rows of a top list, once ranked, are the first rows of the whole
+    /// ranking, through a random walk of many players over a few blocks
+    /// (many ties on addresses, holders gained and lost). Ties are broken by
+    /// a function of the player only, as names are, so the rows tied at the
+    /// boundary must all be there.
+    #[test]
+    fn top_standings_are_the_head_of_the_whole_ranking() {
+        let mut a = Aggregates::default();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let order = |s: &Standing| {
+            (
+                Reverse(s.blocks.len()),
+                Reverse(s.claims),
+                s.player % 7,
+                s.player,
+            )
+        };
+        let ranking = |mut rows: Vec<Standing>, limit: usize| {
+            rows.sort_by_key(order);
+            rows.truncate(limit);
+            rows.into_iter()
+                .map(|s| (s.player, s.blocks.len(), s.claims))
+                .collect::<Vec<_>>()
+        };
+        for step in 0..3_000 {
+            let w = Window::EVERY[next(2) as usize * 5];
+            let (b, p) = (next(12) as u8, 1 + next(60) as PlayerId);
+            let d = if next(3) == 0 && a.block(b).count(w, p) > 0 {
+                -1
+            } else {
+                1
+            };
+            add(&mut a, w, b, p, d);
+            if step % 50 != 0 {
+                continue;
+            }
+            let whole = a.standings(w);
+            for limit in [0, 1, 3, 10, 11, 25, 60, 1000] {
+                let (top, ranked) = a.top_standings(w, limit);
+                assert_eq!(ranked, whole.len(), "step {step}");
+                assert_eq!(
+                    ranking(top, limit),
+                    ranking(whole.clone(), limit),
+                    "step {step} limit {limit}"
+                );
+            }
+        }
     }
 
     #[test]

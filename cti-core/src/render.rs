@@ -101,17 +101,15 @@ pub struct RanksJson {
 /// then addresses owned, then name in byte order (as ipv4.games ranks); the
 /// first `limit` of them.
 pub fn ranks(view: &View, window: Window, limit: usize) -> RanksJson {
+    let (standings, ranked) = view.aggregates().top_standings(window, limit);
     // Names looked up once, not at every comparison.
-    let mut rows: Vec<(Standing, &str)> = view
-        .aggregates()
-        .standings(window)
+    let mut rows: Vec<(Standing, &str)> = standings
         .into_iter()
         .map(|s| {
             let name = view.name(s.player);
             (s, name)
         })
         .collect();
-    let ranked = rows.len();
     let order = |(a, an): &(Standing, &str), (b, bn): &(Standing, &str)| {
         b.blocks
             .len()
@@ -119,8 +117,8 @@ pub fn ranks(view: &View, window: Window, limit: usize) -> RanksJson {
             .then(b.claims.cmp(&a.claims))
             .then_with(|| an.as_bytes().cmp(bn.as_bytes()))
     };
-    // A top list costs a selection and a sort of its own rows, not a sort
-    // of every ranked player.
+    // Past the holders, the rows are those with the most addresses and
+    // their ties: a selection and a sort of the first `limit` of them.
     if limit < rows.len() {
         rows.select_nth_unstable_by(limit, order);
         rows.truncate(limit);
