@@ -461,7 +461,7 @@ enum CtiResult cti_recent_compat_json(const struct CtiStore *store, uint32_t lim
 
 /**
  * Counters since the store was opened, for metrics:
- * `{"live_players","queued","events_delivered","events_dropped","schedule_load_errors",
+ * `{"live_players","block_players","queued","events_delivered","events_dropped","schedule_load_errors",
  *   "claims_committed","claims_failed","claims_rate_limited","commits","commits_failed",
  *   "batch_size":{"buckets":[[le,count],...],"count","sum"},"commit_latency_us":{...}}`
  * (histogram buckets are cumulative). Returns OK, INVALID_ARGUMENT, FORKED, PANIC.
@@ -469,7 +469,8 @@ enum CtiResult cti_recent_compat_json(const struct CtiStore *store, uint32_t lim
  * # Safety
  * `store` is NULL or valid; `out` is writable.
  */
-enum CtiResult cti_stats_json(const struct CtiStore *store, char **out);
+enum CtiResult cti_stats_json(const struct CtiStore *store,
+                              char **out);
 
 /**
  * Checks a nickname against the rules without claiming anything.
