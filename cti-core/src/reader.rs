@@ -161,10 +161,21 @@ impl Reader {
     /// subscribers hear of holders that change by time alone.
     pub fn tick(&self) {
         self.read_ahead();
+        self.slide_if_due();
+    }
+
+    /// Slides when some claim is due to leave a window.
+    pub fn slide_if_due(&self) {
         let now = self.clock.now();
         if self.due() <= now {
             self.slide(now);
         }
+    }
+
+    /// Time until the view next slides, by the store's clock.
+    pub fn until_due(&self) -> Duration {
+        let ahead = self.due().saturating_sub(self.clock.now());
+        Duration::from_micros(ahead.max(0) as u64)
     }
 
     /// When the view next slides.

@@ -519,6 +519,12 @@ struct Publisher {
 /// Longest sleep of the publisher between two looks at the schedule.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Shortest time between two slides the publisher makes on its own. A read
+/// applies what lapsed since the last slide before it answers: sliding
+/// between batches leaves it at most this much (at thousands of lapses a
+/// second, 25 ms between batches is a millisecond of work on the read).
+const SLIDE_EVERY: Duration = Duration::from_millis(5);
+
 impl Publisher {
     fn start(reader: Arc<Reader>) -> std::io::Result<Publisher> {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -527,8 +533,10 @@ impl Publisher {
             .spawn(move || {
                 ON_WRITER.with(|c| c.set(true));
                 let mut ticked = Instant::now();
+                let mut slid = Instant::now();
                 loop {
-                    match rx.recv_timeout(TICK) {
+                    let wait = reader.until_due().clamp(SLIDE_EVERY, TICK);
+                    match rx.recv_timeout(wait) {
                         Ok(Publish::Batch(p)) => {
                             publish(&reader, *p);
                             // At a high claim rate the lanes run down between
@@ -542,7 +550,10 @@ impl Publisher {
                     }
                     if ticked.elapsed() >= TICK {
                         reader.tick();
-                        ticked = Instant::now();
+                        (ticked, slid) = (Instant::now(), Instant::now());
+                    } else if slid.elapsed() >= SLIDE_EVERY {
+                        reader.slide_if_due();
+                        slid = Instant::now();
                     }
                 }
             })?;
