@@ -433,17 +433,21 @@ mod tests {
     /// Leaders kept from the levels equal a recount after every step of a
     /// long random walk of gains and losses among a few players (so ties,
     /// tops losing their lead and tops going to zero all happen often).
-    #[test]
-    fn leaders_equal_a_recount_through_random_changes() {
-        let mut a = Aggregates::default();
-        let mut counts = [[0i64; 5]; WINDOWS];
-        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = |n: u64| {
+    /// A small deterministic generator: `next(n)` is below `n`.
+    fn xorshift(mut x: u64) -> impl FnMut(u64) -> u64 {
+        move |n| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x % n
-        };
+        }
+    }
+
+    #[test]
+    fn leaders_equal_a_recount_through_random_changes() {
+        let mut a = Aggregates::default();
+        let mut counts = [[0i64; 5]; WINDOWS];
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
         for step in 0..20_000 {
             let w = next(WINDOWS as u64) as usize;
             let p = next(5) as usize;
@@ -511,13 +515,7 @@ mod tests {
     #[test]
     fn top_standings_are_the_head_of_the_whole_ranking() {
         let mut a = Aggregates::default();
-        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = xorshift(0x2545_F491_4F6C_DD1D);
         let order = |s: &Standing| {
             (
                 Reverse(s.blocks.len()),
