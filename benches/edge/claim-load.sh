@@ -12,6 +12,7 @@
 # Loopback only. EDGE_BIN runs another build of cti-edge (e.g. to compare).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. benches/edge/tools.sh
 secs=${1:-10}
 conns=${2:-64}
 h2_conns=${3:-2}
@@ -27,12 +28,9 @@ work=$(mktemp -d)
 cleanup() { [[ -f $work/edge.pid ]] && kill "$(cat "$work/edge.pid")" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 # 240.0.0.1: the HTTP/2 balancer's PROXY source (claim_load's BALANCER).
-"$edge_bin" --listen 127.0.0.1:0 --db "$work/load.db" --proxy-from 127.0.0.1 --trusted-proxy 240.0.0.1 \
-  --claims-per-minute 0 --net24-claims-per-minute 0 >"$work/edge.out" 2>"$work/edge.err" &
-echo $! >"$work/edge.pid"
-for _ in $(seq 100); do grep -q https "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
-addr=$(grep -o 'https://[^/]*' "$work/edge.out" | sed 's|https://||')
-[[ -n $addr ]] || { cat "$work/edge.err"; exit 1; }
+launch_edge --listen 127.0.0.1:0 --db "$work/load.db" --proxy-from 127.0.0.1 --trusted-proxy 240.0.0.1 \
+  --claims-per-minute 0 --net24-claims-per-minute 0
+addr=$edge_addr
 
 echo "== a new TLS connection (new synthetic client) per claim"
 "$load_bin" --target "$addr" --connections "$conns" --seconds "$secs" --per-connection 1 --first-source 0

@@ -63,14 +63,9 @@ CONF
 start_edge() {
   rm -f "$work/edge.db"*
   # Caps and timeouts out of the way: this measures holding connections.
-  "$edge_bin" --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
+  launch_edge --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
     --max-connections $((conns * 2)) --max-per-source $((conns * 2)) --max-per-network $((conns * 2)) \
-    --request-timeout 600 --idle-timeout 600 --max-connection-age 3600 \
-    >"$work/edge.out" 2>"$work/edge.err" &
-  echo $! >"$work/edge.pid"
-  for _ in $(seq 100); do grep -q https "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
-  edge_addr=$(grep -o 'https://[^/]*' "$work/edge.out" | sed 's|https://||')
-  [[ -n $edge_addr ]] || { cat "$work/edge.err"; exit 1; }
+    --request-timeout 600 --idle-timeout 600 --max-connection-age 3600
 }
 
 stop_servers() {

@@ -36,13 +36,8 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -su
   -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
 # The same edge options as vs-nginx.sh.
-"$edge_bin" --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
-  --max-connections 100000 --max-per-source 100000 --max-per-network 100000 \
-  >"$work/edge.out" 2>"$work/edge.err" &
-echo $! >"$work/edge.pid"
-for _ in $(seq 100); do grep -q https "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
-edge_url=$(grep -o 'https://[^ ]*' "$work/edge.out" || true)
-[[ -n $edge_url ]] || { cat "$work/edge.err"; exit 1; }
+launch_edge --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
+  --max-connections 100000 --max-per-source 100000 --max-per-network 100000
 url=${edge_url}api/ip
 
 # The load runs a second longer than the recording on each side.

@@ -65,13 +65,8 @@ CONF
 nginx -c "$work/nginx.conf"
 
 # Caps out of the way: every connection comes from 127.0.0.1.
-"$edge_bin" --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
-  --max-connections 100000 --max-per-source 100000 --max-per-network 100000 \
-  >"$work/edge.out" 2>"$work/edge.err" &
-echo $! > "$work/edge.pid"
-for _ in $(seq 100); do grep -q https "$work/edge.out" 2>/dev/null && break; sleep 0.1; done
-edge_url=$(grep -o 'https://[^ ]*' "$work/edge.out" || true)
-[[ -n $edge_url ]] || { cat "$work/edge.err"; exit 1; }
+launch_edge --listen 127.0.0.1:0 --db "$work/edge.db" --tls-cert "$work/cert.pem" --tls-key "$work/key.pem" \
+  --max-connections 100000 --max-per-source 100000 --max-per-network 100000
 url() { if [[ $1 == nginx ]]; then echo "https://127.0.0.1:$nginx_port/api/ip"; else echo "${edge_url}api/ip"; fi; }
 
 # Requests per second of one load against one server, and requests made.
