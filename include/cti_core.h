@@ -25,7 +25,9 @@
  * fork(): a handle belongs to the process that opened it. In a forked child
  * every call on an inherited handle returns CTI_RESULT_FORKED, and
  * cti_store_close() / cti_unsubscribe() there only forget the handle; the
- * child opens a store of its own.
+ * child opens a store of its own. fork() may be called while other threads
+ * are in the library: it waits for their SQLite calls under way (at most one
+ * write transaction) so that the child inherits no SQLite lock held.
  *
  * Callbacks run on threads of the library. Claim callbacks run on the one
  * thread that answers every caller of a store, in commit order: while one

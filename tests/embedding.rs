@@ -1,20 +1,22 @@
 //! `tests/c/embedding.c`: the embedding rules of the header exercised by a C
 //! program (one writer per store across processes, read-only handles beside a
 //! writer in another process, kill -9 of the writer, foreign files left byte
-//! for byte, fork, callback restrictions, subscriptions, and the result codes
-//! each function documents). Its sections are listed in the program.
+//! for byte, fork, also while other threads are inside SQLite, callback
+//! restrictions, subscriptions, and the result codes each function
+//! documents). Its sections are listed in the program.
 
 mod common;
 
 use std::process::Command;
 
-const SECTIONS: [&str; 11] = [
+const SECTIONS: [&str; 12] = [
     "abi",
     "open",
     "foreign",
     "writer_lock",
     "kill9",
     "fork",
+    "fork_busy",
     "callback",
     "subscribe",
     "codes",

@@ -42,6 +42,9 @@ pub fn create_private(path: &Path) -> std::io::Result<bool> {
 /// WAL when it can take that lock away. So once a store has a file open,
 /// nothing in this process may open and close the file again: its header
 /// was checked by the first open, and [`inspect`] trusts that check.
+///
+/// Locked only inside a [`crate::fork::hold`], so that no fork leaves it
+/// locked in the child.
 static OPEN: Mutex<Vec<(FileId, usize)>> = Mutex::new(Vec::new());
 
 type FileId = (u64, u64);
@@ -63,6 +66,7 @@ pub struct Held(FileId);
 /// [`inspect`] can close a descriptor while SQLite holds a lock.
 pub fn hold(path: &Path) -> std::io::Result<Held> {
     let id = file_id(&std::fs::metadata(path)?);
+    let _fork = crate::fork::hold();
     let mut open = open_files();
     match open.iter_mut().find(|(held, _)| *held == id) {
         Some((_, count)) => *count += 1,
@@ -73,6 +77,9 @@ pub fn hold(path: &Path) -> std::io::Result<Held> {
 
 impl Drop for Held {
     fn drop(&mut self) {
+        // OPEN is taken under the fork gate only, so that a child never
+        // inherits it locked (see `fork`).
+        let _fork = crate::fork::hold();
         let mut open = open_files();
         if let Some(at) = open.iter().position(|(id, _)| *id == self.0) {
             open[at].1 -= 1;
@@ -97,6 +104,7 @@ pub fn inspect(path: &Path) -> Result<Kind, String> {
         Ok(m) => {
             // Under the lock, so that no store takes its hold (and then
             // SQLite's locks) while the header is read.
+            let _fork = crate::fork::hold();
             let open = open_files();
             if !open.iter().any(|(id, _)| *id == file_id(&m)) {
                 check_header(path)?;

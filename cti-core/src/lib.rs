@@ -17,6 +17,7 @@ pub(crate) mod check;
 pub mod claim;
 pub mod error;
 pub(crate) mod files;
+pub(crate) mod fork;
 pub mod health;
 pub mod limits;
 pub(crate) mod lock;

@@ -15,11 +15,13 @@ use crate::aggregates::{Aggregates, Deltas, Leader, PlayerId};
 use crate::claim::{Cursors, Owner};
 use crate::error::{Error, Result};
 use crate::files;
+use crate::fork;
 use crate::window::{Micros, Window};
 use rusqlite::{
     params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
 };
 use rustc_hash::FxHashMap as HashMap;
+use std::mem::ManuallyDrop;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -125,7 +127,8 @@ pub struct Loaded {
 }
 
 pub struct Db {
-    conn: Connection,
+    /// Closed in `drop`, inside a [`fork::hold`] like every SQLite call.
+    conn: ManuallyDrop<Connection>,
     path: String,
     /// Dropped after `conn` (fields drop in order): the file counts as
     /// held while SQLite may hold a lock on it.
@@ -136,6 +139,7 @@ impl Db {
     /// Opens (creating if needed) a store for writing. A non-empty file that
     /// is not a cti store is refused before anything is written to it.
     pub fn open(path: &Path) -> Result<Db> {
+        let _fork = fork::hold();
         let shown = path.display().to_string();
         let open_err = |message: String| Error::Open {
             path: shown.clone(),
@@ -151,7 +155,7 @@ impl Db {
             .map_err(|e| open_err(e.to_string()))?;
         configure(&conn).map_err(|e| open_err(e.to_string()))?;
         let mut db = Db {
-            conn,
+            conn: ManuallyDrop::new(conn),
             path: shown,
             _held: held,
         };
@@ -161,6 +165,7 @@ impl Db {
 
     /// Opens an existing store for reading only; it is never written to.
     pub fn open_readonly(path: &Path) -> Result<Db> {
+        let _fork = fork::hold();
         let shown = path.display().to_string();
         let open_err = |message: String| Error::Open {
             path: shown.clone(),
@@ -176,7 +181,7 @@ impl Db {
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(|e| open_err(e.to_string()))?;
         let db = Db {
-            conn,
+            conn: ManuallyDrop::new(conn),
             path: shown.clone(),
             _held: held,
         };
@@ -225,6 +230,7 @@ impl Db {
 
     /// Changes when another connection commits (`PRAGMA data_version`).
     pub fn data_version(&self) -> Result<i64> {
+        let _fork = fork::hold();
         Ok(self
             .conn
             .query_row("PRAGMA data_version", [], |r| r.get(0))?)
@@ -233,6 +239,7 @@ impl Db {
     /// Reads the in-memory state: live players, tallies, cursors, the recent
     /// list. Cost grows with live players and their blocks, never with claims.
     pub fn load(&self) -> Result<Loaded> {
+        let _fork = fork::hold();
         let tx = self.conn.unchecked_transaction()?;
         let mut loaded = Loaded {
             aggregates: self.load_tallies()?,
@@ -307,6 +314,7 @@ impl Db {
 
     /// The newest current claims, newest first.
     pub fn newest(&self, limit: usize) -> Result<Vec<ClaimRow>> {
+        let _fork = fork::hold();
         let mut stmt = self.conn.prepare_cached(
             "SELECT seq, ip, player, claimed_at FROM claims ORDER BY seq DESC LIMIT ?1",
         )?;
@@ -323,6 +331,7 @@ impl Db {
         upto: i64,
         limit: usize,
     ) -> Result<(Vec<ClaimRow>, i64)> {
+        let _fork = fork::hold();
         let snapshot = self.conn.unchecked_transaction()?;
         let rows = {
             let mut stmt = self.conn.prepare_cached(
@@ -339,6 +348,7 @@ impl Db {
 
     /// When the next still-counted claim slides out of some window, if any.
     pub fn next_expiry(&self, cursors: &Cursors) -> Result<Option<Micros>> {
+        let _fork = fork::hold();
         let mut stmt = self
             .conn
             .prepare_cached("SELECT claimed_at FROM claims WHERE seq > ?1 ORDER BY seq LIMIT 1")?;
@@ -352,16 +362,23 @@ impl Db {
         Ok(due)
     }
 
-    pub fn begin(&mut self) -> Result<Batch<'_>> {
+    /// Runs `f` in one write transaction, committed if `f` succeeds and
+    /// rolled back if it fails.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Batch<'_>) -> Result<T>) -> Result<T> {
+        let _fork = fork::hold();
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        Ok(Batch { tx })
+        let batch = Batch { tx };
+        let out = f(&batch)?;
+        batch.tx.commit()?;
+        Ok(out)
     }
 
     /// Counts per (block, player) of the current claims that count in each
     /// window, by each window's predicate on a claim (`seq`, `claimed_at`).
     pub fn recount(&self, counts: impl Fn(Window, i64, Micros) -> bool) -> Result<Aggregates> {
+        let _fork = fork::hold();
         let mut deltas = Deltas::default();
         let mut stmt = self
             .conn
@@ -382,6 +399,7 @@ impl Db {
 
     /// What the store has persisted.
     pub fn persisted(&self) -> Result<Persisted> {
+        let _fork = fork::hold();
         let loaded = self.load()?;
         let mut stmt = self
             .conn
@@ -508,7 +526,15 @@ fn claim_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimRow> {
     })
 }
 
-/// One write transaction. Dropped without `finish`, it rolls back.
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _fork = fork::hold();
+        // SAFETY: `conn` is dropped here once and never used again.
+        unsafe { ManuallyDrop::drop(&mut self.conn) };
+    }
+}
+
+/// One write transaction, open for the length of [`Db::write`].
 pub struct Batch<'a> {
     tx: Transaction<'a>,
 }
@@ -625,14 +651,13 @@ impl Batch<'_> {
         Ok(())
     }
 
-    pub fn finish(self, updated_at: Micros, last_seq: i64) -> Result<()> {
+    /// The time of this commit and the newest `seq` it holds.
+    pub fn put_meta(&self, updated_at: Micros, last_seq: i64) -> Result<()> {
         let mut stmt = self
             .tx
             .prepare_cached("INSERT OR REPLACE INTO meta VALUES (?1, ?2)")?;
         stmt.execute(params!["updated_at", updated_at])?;
         stmt.execute(params!["last_seq", last_seq])?;
-        drop(stmt);
-        self.tx.commit()?;
         Ok(())
     }
 }
@@ -659,8 +684,12 @@ impl Checkpointer {
     const EVERY: Duration = Duration::from_secs(2);
 
     pub fn start(path: &Path) -> Result<Checkpointer> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_millis(50))?;
+        let conn = {
+            let _fork = fork::hold();
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_millis(50))?;
+            conn
+        };
         let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
@@ -670,12 +699,16 @@ impl Checkpointer {
                 let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
                 while !*stopped {
                     // A busy or failed pass is retried on the next tick.
+                    let fork = fork::hold();
                     let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    drop(fork);
                     stopped = wake
                         .wait_timeout(stopped, Self::EVERY)
                         .map(|(g, _)| g)
                         .unwrap_or_else(|p| p.into_inner().0);
                 }
+                let _fork = fork::hold();
+                drop(conn);
             })
             .map_err(|e| Error::Open {
                 path: path.display().to_string(),

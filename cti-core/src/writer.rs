@@ -296,7 +296,11 @@ impl Writer {
             self.staged.last_at,
         );
         let mut step = Step::default();
-        match stage(&mut self.db, &mut self.staged, claims, now, &mut step) {
+        let staged = &mut self.staged;
+        match self
+            .db
+            .write(|batch| stage(batch, staged, claims, now, &mut step))
+        {
             Ok(claimed) => {
                 self.last_expiry = now;
                 self.due = self
@@ -348,20 +352,20 @@ struct Step {
     applied: Option<Deltas>,
 }
 
+/// The claims' transaction: what lapsed by `now`, the claims, the tallies.
 fn stage(
-    db: &mut Db,
+    batch: &Batch<'_>,
     s: &mut Staged,
     claims: &[(Ipv4Addr, String)],
     now: Micros,
     step: &mut Step,
 ) -> Result<Vec<Claimed>> {
-    let batch = db.begin()?;
     let mut deltas = Deltas::default();
-    expire(&batch, &mut s.cursors, &mut deltas, now)?;
+    expire(batch, &mut s.cursors, &mut deltas, now)?;
     let mut claimed = Vec::with_capacity(claims.len());
     for (ip, nick) in claims {
         let ip_u32 = u32::from(*ip);
-        let (player, name) = s.player(&batch, nick, &mut step.new_ids)?;
+        let (player, name) = s.player(batch, nick, &mut step.new_ids)?;
         let previous = batch.owner(ip_u32)?;
         if !claim::takes_effect(previous.as_ref(), player, now) {
             let prev = previous.unwrap_or(claim::Owner {
@@ -405,10 +409,10 @@ fn stage(
         });
     }
     s.last_at = now;
-    write_aggregates(&batch, &mut s.aggregates, &deltas)?;
+    write_aggregates(batch, &mut s.aggregates, &deltas)?;
     step.applied = Some(deltas);
     batch.put_cursors(&s.cursors)?;
-    batch.finish(now, s.last_seq)?;
+    batch.put_meta(now, s.last_seq)?;
     Ok(claimed)
 }
 

@@ -2,8 +2,9 @@
  * Embedding libcti_core from C without surprises (issue 18), as a C program
  * sees it: one writer per store across processes, read-only handles that
  * follow a writer in another process, kill -9 of the writer, foreign files
- * left byte for byte, fork, what a claim callback may call, subscriptions,
- * and the result codes each function documents.
+ * left byte for byte, fork (also while other threads are inside SQLite),
+ * what a claim callback may call, subscriptions, and the result codes each
+ * function documents.
  *
  *   embedding all DIR        runs every section in DIR (a fresh directory)
  *   embedding S1,S2,... DIR  runs the sections named
@@ -48,6 +49,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -606,6 +608,67 @@ static void section_fork(const char *dir) {
     free(db), free(own), free(err);
 }
 
+/* Claims and reads without pause, for section_fork_busy. */
+struct busy {
+    const CtiStore *store;
+    atomic_int stop;
+    unsigned next;
+};
+
+static void *keep_busy(void *arg) {
+    struct busy *b = arg;
+    while (!atomic_load(&b->stop)) {
+        unsigned n = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        char ip[32], *json = NULL;
+        snprintf(ip, sizeof ip, "10.%u.%u.%u", (n >> 16) & 255, (n >> 8) & 255, n & 255);
+        cti_claim(b->store, ip, "busy", NULL);
+        if (cti_blocks_json(b->store, NULL, &json) == CTI_RESULT_OK) cti_string_free(json);
+    }
+    return NULL;
+}
+
+/* Forks while other threads are inside SQLite: a lock one of them held at the
+ * fork must not hang the child's own stores (it did, 5 forks in 100). */
+static void section_fork_busy(const char *dir) {
+    enum { FORKS = 100, THREADS = 2, CHILD_SECONDS = 5 };
+    char *db = path_in(dir, "busy.db"), *own = path_in(dir, "busy-child.db");
+    CtiStore *s = open_store(db);
+    if (!s) return;
+    no_limits(s);
+    struct busy b = {s, 0, 0};
+    pthread_t threads[THREADS];
+    for (int i = 0; i < THREADS; i++) pthread_create(&threads[i], NULL, keep_busy, &b);
+    int hung = 0, failed = 0;
+    for (int round = 0; round < FORKS && !hung; round++) {
+        usleep((unsigned)(round * 7919 % 3000));
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(CHILD_SECONDS);
+            CtiStore *mine = NULL;
+            char *json = NULL;
+            if (cti_store_open_readonly(db, &mine) != CTI_RESULT_OK) _exit(3);
+            if (cti_blocks_json(mine, NULL, &json) != CTI_RESULT_OK) _exit(4);
+            cti_string_free(json);
+            cti_store_close(mine);
+            unlink(own);
+            if (cti_store_open(own, &mine) != CTI_RESULT_OK) _exit(5);
+            if (cti_claim(mine, "1.2.3.4", "child", NULL) != CTI_RESULT_OK) _exit(6);
+            cti_store_close(mine);
+            _exit(0);
+        }
+        int status = reap(pid);
+        if (status == -1 || (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)) hung++;
+        else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) failed++;
+    }
+    atomic_store(&b.stop, 1);
+    for (int i = 0; i < THREADS; i++) pthread_join(threads[i], NULL);
+    EXPECT(hung == 0, "a forked child hung in its own store");
+    EXPECT(failed == 0, "%d forked children failed", failed);
+    EXPECT_RC(cti_check(s), CTI_RESULT_OK);
+    cti_store_close(s);
+    free(db), free(own);
+}
+
 struct restricted {
     pthread_mutex_t m;
     pthread_cond_t c;
@@ -910,6 +973,7 @@ static const struct {
 } SECTIONS[] = {
     {"abi", section_abi},           {"open", section_open},         {"foreign", section_foreign},
     {"writer_lock", section_writer_lock}, {"kill9", section_kill9}, {"fork", section_fork},
+    {"fork_busy", section_fork_busy},
     {"callback", section_callback}, {"subscribe", section_subscribe}, {"codes", section_codes},
     {"tamper", section_tamper},     {"flood", section_flood},
 };
