@@ -99,10 +99,10 @@ async fn read(
         // The core caps the length: its limit is not repeated here.
         Route::ApiRecent => shared(store.recent_json(query::limit(query, 50)?)?),
         Route::ApiBlocks => shared(store.blocks_json(window()?.as_deref())?),
-        Route::ApiRanks => shared(match param(query, "limit")? {
-            None => store.ranks_json(window()?.as_deref())?,
-            Some(_) => store.ranks_top_json(window()?.as_deref(), query::limit(query, 0)?)?,
-        }),
+        // No limit is the whole ranking (the core's cache key for it too).
+        Route::ApiRanks => {
+            shared(store.ranks_top_json(window()?.as_deref(), query::limit(query, u32::MAX)?)?)
+        }
         Route::ApiUser(raw) => {
             shared(store.user_json(&percent_decode(raw)?, window()?.as_deref())?)
         }

@@ -204,23 +204,31 @@ pub struct Readers {
 impl Readers {
     pub fn start(store: &Arc<Store>, samples: &Arc<Samples>, board: Pace, score: Pace) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let spawn = |queries: std::ops::Range<usize>, pace: Pace, probe_ip: &'static str| {
-            let reader = Reader {
-                store: store.clone(),
-                samples: samples.clone(),
-                stop: stop.clone(),
-                queries,
-                pace,
-                probe_ip,
+        let spawn =
+            |name: &str, queries: std::ops::Range<usize>, pace: Pace, probe_ip: &'static str| {
+                let reader = Reader {
+                    store: store.clone(),
+                    samples: samples.clone(),
+                    stop: stop.clone(),
+                    queries,
+                    pace,
+                    probe_ip,
+                };
+                // Named, so that a profile can tell the readers apart (perf --comm).
+                std::thread::Builder::new()
+                    .name(name.into())
+                    .spawn(move || reader.run())
+                    .expect("a reader thread")
             };
-            std::thread::spawn(move || reader.run())
-        };
         // A pace of zero turns that reader off.
-        let threads = [(BOARD, board, "192.0.2.1"), (SCORE, score, "192.0.2.2")]
-            .into_iter()
-            .filter(|(_, pace, _)| !pace.every.is_zero())
-            .map(|(queries, pace, ip)| spawn(queries, pace, ip))
-            .collect();
+        let threads = [
+            ("board-reader", BOARD, board, "192.0.2.1"),
+            ("score-reader", SCORE, score, "192.0.2.2"),
+        ]
+        .into_iter()
+        .filter(|(_, _, pace, _)| !pace.every.is_zero())
+        .map(|(name, queries, pace, ip)| spawn(name, queries, pace, ip))
+        .collect();
         Readers { stop, threads }
     }
 
