@@ -630,7 +630,8 @@ static void *keep_busy(void *arg) {
 /* Forks while other threads are inside SQLite: a lock one of them held at the
  * fork must not hang the child's own stores (it did, 5 forks in 100). */
 static void section_fork_busy(const char *dir) {
-    enum { FORKS = 100, THREADS = 2, CHILD_SECONDS = 5 };
+    /* A hung child ends by its alarm, before reap() would give up on it. */
+    enum { FORKS = 100, THREADS = 2, CHILD_SECONDS = DEADLINE / 2 };
     char *db = path_in(dir, "busy.db"), *own = path_in(dir, "busy-child.db");
     CtiStore *s = open_store(db);
     if (!s) return;
