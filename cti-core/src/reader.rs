@@ -28,6 +28,63 @@ pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// What a rendering is of: kind, window index, and a parameter (a limit).
 pub type CacheKey = (u8, u8, u32);
 
+/// Renderings kept at most. A query's parameter comes from clients (the rows
+/// of a ranking, the length of the recent list), and each value is a key of
+/// its own: without a bound, `/api/ranks?limit=N` for N = 1, 2, 3, ... kept a
+/// copy of the whole ranking per N. The board's own queries are about 30.
+pub const CACHED_MAX: usize = 64;
+
+/// The cached renderings: the newest version of each, the least recently
+/// used dropped first once [`CACHED_MAX`] are held.
+#[derive(Default)]
+struct Renderings {
+    entries: HashMap<CacheKey, Rendering>,
+    /// Counts lookups, to tell which rendering was used last.
+    tick: u64,
+}
+
+struct Rendering {
+    version: u64,
+    text: Arc<str>,
+    used: u64,
+}
+
+impl Renderings {
+    /// The rendering of `key` at `version`, if it is cached.
+    fn get(&mut self, key: &CacheKey, version: u64) -> Option<Arc<str>> {
+        self.tick += 1;
+        let r = self.entries.get_mut(key).filter(|r| r.version == version)?;
+        r.used = self.tick;
+        Some(r.text.clone())
+    }
+
+    /// Keeps `text` unless a newer version is cached (renderings may finish
+    /// out of order).
+    fn put(&mut self, key: CacheKey, version: u64, text: Arc<str>) {
+        if self.entries.get(&key).is_some_and(|r| r.version >= version) {
+            return;
+        }
+        if !self.entries.contains_key(&key) && self.entries.len() >= CACHED_MAX {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, r)| r.used)
+                .map(|(k, _)| *k);
+            oldest.map(|k| self.entries.remove(&k));
+        }
+        self.tick += 1;
+        let used = self.tick;
+        self.entries.insert(
+            key,
+            Rendering {
+                version,
+                text,
+                used,
+            },
+        );
+    }
+}
+
 pub struct Reader {
     view: RwLock<View>,
     /// `view.due()`, readable without the lock.
@@ -39,7 +96,7 @@ pub struct Reader {
     events: AtomicU64,
     /// For a read-only handle: the writer's commits it has seen.
     follow: Option<Mutex<(i64, Instant)>>,
-    cache: Mutex<HashMap<CacheKey, (u64, Arc<str>)>>,
+    cache: Mutex<Renderings>,
     pub load_errors: AtomicU64,
 }
 
@@ -236,19 +293,13 @@ impl Reader {
         let (version, taken) = {
             let view = self.read();
             let version = view.version(window);
-            if let Some((v, text)) = lock(&self.cache).get(&key) {
-                if *v == version {
-                    return text.clone();
-                }
+            if let Some(text) = lock(&self.cache).get(&key, version) {
+                return text;
             }
             (version, take(&view))
         };
         let text: Arc<str> = finish(taken).into();
-        let mut cache = lock(&self.cache);
-        // Renderings finished out of order: the newer version stays.
-        if cache.get(&key).is_none_or(|(v, _)| *v < version) {
-            cache.insert(key, (version, text.clone()));
-        }
+        lock(&self.cache).put(key, version, text.clone());
         text
     }
 
@@ -260,7 +311,8 @@ impl Reader {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Limits, ManualClock, NickLimits, Store, Window};
+    use super::lock;
+    use crate::{Limits, ManualClock, NickLimits, Query, Store, Window};
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
 
@@ -270,6 +322,38 @@ mod tests {
     /// The reading connection is also what the publisher reads the lapse
     /// schedule ahead on, for tens of milliseconds at a time under load. A
     /// slide whose claims are all in memory must not wait for it.
+    /// A client choosing a new limit on every request must not grow the
+    /// store's memory: the cache keeps at most `CACHED_MAX` renderings, and
+    /// the board's queries stay cached meanwhile.
+    #[test]
+    fn renderings_cached_are_bounded_whatever_limits_clients_ask_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = Store::open_with_clock(&dir.path().join("g.db"), clock).unwrap();
+        store.set_limits(Limits::OFF).unwrap();
+        store.set_nick_limits(NickLimits::OFF).unwrap();
+        for i in 0..30 {
+            store
+                .claim(&format!("71.0.0.{i}"), &format!("p{}", i % 12))
+                .unwrap();
+        }
+        let board = Query::Blocks(Window::All);
+        let first = store.json(board).unwrap();
+        for limit in 0..1000 {
+            store.json(Query::Ranks(Window::All, limit)).unwrap();
+            if limit % 10 == 0 {
+                // The board is read meanwhile, as a server reads it.
+                assert!(Arc::ptr_eq(&first, &store.json(board).unwrap()));
+            }
+        }
+        let reader = store.inner().unwrap().reader.clone();
+        assert_eq!(lock(&reader.cache).entries.len(), super::CACHED_MAX);
+        // An evicted rendering is made again, and equal.
+        let again = store.json(Query::Ranks(Window::All, 0)).unwrap();
+        assert_eq!(&*again, &*store.json(Query::Ranks(Window::All, 0)).unwrap());
+        assert!(Arc::ptr_eq(&first, &store.json(board).unwrap()));
+    }
+
     #[test]
     fn a_slide_from_memory_does_not_wait_for_the_reading_connection() {
         let dir = tempfile::tempdir().unwrap();
