@@ -65,12 +65,10 @@ impl Renderings {
             return;
         }
         if !self.entries.contains_key(&key) && self.entries.len() >= CACHED_MAX {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, r)| r.used)
-                .map(|(k, _)| *k);
-            oldest.map(|k| self.entries.remove(&k));
+            let oldest = self.entries.iter().min_by_key(|(_, r)| r.used);
+            if let Some(&lru) = oldest.map(|(k, _)| k) {
+                self.entries.remove(&lru);
+            }
         }
         self.tick += 1;
         let used = self.tick;
@@ -319,9 +317,6 @@ mod tests {
     const HOUR: i64 = 3_600_000_000;
     const T0: i64 = 1_700_000_000_000_000;
 
-    /// The reading connection is also what the publisher reads the lapse
-    /// schedule ahead on, for tens of milliseconds at a time under load. A
-    /// slide whose claims are all in memory must not wait for it.
     /// A client choosing a new limit on every request must not grow the
     /// store's memory: the cache keeps at most `CACHED_MAX` renderings, and
     /// the board's queries stay cached meanwhile.
@@ -354,6 +349,9 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &store.json(board).unwrap()));
     }
 
+    /// The reading connection is also what the publisher reads the lapse
+    /// schedule ahead on, for tens of milliseconds at a time under load. A
+    /// slide whose claims are all in memory must not wait for it.
     #[test]
     fn a_slide_from_memory_does_not_wait_for_the_reading_connection() {
         let dir = tempfile::tempdir().unwrap();
