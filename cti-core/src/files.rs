@@ -9,7 +9,7 @@ use std::fs::OpenOptions;
 use std::io::ErrorKind;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// `dir/game.db` + `-lock` -> `dir/game.db-lock`.
 pub fn beside(db: &Path, suffix: &str) -> PathBuf {
@@ -43,8 +43,7 @@ pub fn create_private(path: &Path) -> std::io::Result<bool> {
 /// nothing in this process may open and close the file again: its header
 /// was checked by the first open, and [`inspect`] trusts that check.
 ///
-/// Locked only inside a [`crate::fork::hold`], so that no fork leaves it
-/// locked in the child.
+/// Locked only through [`with_open_files`].
 static OPEN: Mutex<Vec<(FileId, usize)>> = Mutex::new(Vec::new());
 
 type FileId = (u64, u64);
@@ -53,8 +52,11 @@ fn file_id(m: &std::fs::Metadata) -> FileId {
     (m.dev(), m.ino())
 }
 
-fn open_files() -> MutexGuard<'static, Vec<(FileId, usize)>> {
-    OPEN.lock().unwrap_or_else(|e| e.into_inner())
+/// Runs `f` on [`OPEN`], locked inside a [`crate::fork::hold`] so that no
+/// fork leaves it locked in the child.
+fn with_open_files<T>(f: impl FnOnce(&mut Vec<(FileId, usize)>) -> T) -> T {
+    let _fork = crate::fork::hold();
+    f(&mut OPEN.lock().unwrap_or_else(|e| e.into_inner()))
 }
 
 /// A store's hold on its database file, counted in [`OPEN`] until dropped.
@@ -66,27 +68,23 @@ pub struct Held(FileId);
 /// [`inspect`] can close a descriptor while SQLite holds a lock.
 pub fn hold(path: &Path) -> std::io::Result<Held> {
     let id = file_id(&std::fs::metadata(path)?);
-    let _fork = crate::fork::hold();
-    let mut open = open_files();
-    match open.iter_mut().find(|(held, _)| *held == id) {
+    with_open_files(|open| match open.iter_mut().find(|(held, _)| *held == id) {
         Some((_, count)) => *count += 1,
         None => open.push((id, 1)),
-    }
+    });
     Ok(Held(id))
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
-        // OPEN is taken under the fork gate only, so that a child never
-        // inherits it locked (see `fork`).
-        let _fork = crate::fork::hold();
-        let mut open = open_files();
-        if let Some(at) = open.iter().position(|(id, _)| *id == self.0) {
-            open[at].1 -= 1;
-            if open[at].1 == 0 {
-                open.swap_remove(at);
+        with_open_files(|open| {
+            if let Some(at) = open.iter().position(|(id, _)| *id == self.0) {
+                open[at].1 -= 1;
+                if open[at].1 == 0 {
+                    open.swap_remove(at);
+                }
             }
-        }
+        });
     }
 }
 
@@ -104,11 +102,13 @@ pub fn inspect(path: &Path) -> Result<Kind, String> {
         Ok(m) => {
             // Under the lock, so that no store takes its hold (and then
             // SQLite's locks) while the header is read.
-            let _fork = crate::fork::hold();
-            let open = open_files();
-            if !open.iter().any(|(id, _)| *id == file_id(&m)) {
-                check_header(path)?;
-            }
+            with_open_files(|open| {
+                if open.iter().any(|(id, _)| *id == file_id(&m)) {
+                    Ok(())
+                } else {
+                    check_header(path)
+                }
+            })?;
             Ok(Kind::Data)
         }
     }
