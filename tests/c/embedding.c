@@ -612,13 +612,13 @@ static void section_fork(const char *dir) {
 struct busy {
     const CtiStore *store;
     atomic_int stop;
-    unsigned next;
+    atomic_uint next;
 };
 
 static void *keep_busy(void *arg) {
     struct busy *b = arg;
     while (!atomic_load(&b->stop)) {
-        unsigned n = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
+        unsigned n = atomic_fetch_add(&b->next, 1);
         char ip[32], *json = NULL;
         snprintf(ip, sizeof ip, "10.%u.%u.%u", (n >> 16) & 255, (n >> 8) & 255, n & 255);
         cti_claim(b->store, ip, "busy", NULL);
