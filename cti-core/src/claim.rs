@@ -61,13 +61,23 @@ pub fn claim(
     claimant: PlayerId,
 ) {
     if let Some(prev) = previous {
-        let d = deltas.entry((block, prev.player)).or_default();
-        for w in Window::EVERY {
-            if cursors.counts(w, prev.seq) {
-                d[w.index()] -= 1;
-            }
+        uncount(deltas, cursors, block, prev);
+    }
+    count(deltas, block, claimant);
+}
+
+/// Takes a replaced claim out of every window that still counted it.
+pub fn uncount(deltas: &mut Deltas, cursors: &Cursors, block: u8, replaced: &Owner) {
+    let d = deltas.entry((block, replaced.player)).or_default();
+    for w in Window::EVERY {
+        if cursors.counts(w, replaced.seq) {
+            d[w.index()] -= 1;
         }
     }
+}
+
+/// Counts a fresh claim in every window.
+pub fn count(deltas: &mut Deltas, block: u8, claimant: PlayerId) {
     let d = deltas.entry((block, claimant)).or_default();
     for w in Window::EVERY {
         d[w.index()] += 1;

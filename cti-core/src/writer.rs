@@ -14,7 +14,7 @@ use crate::reader::Reader;
 use crate::store::{Batch, ClaimRow, Db, Holder, Loaded};
 use crate::view::Fact;
 use crate::window::{Clock, Micros, Window};
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use rustc_hash::FxHashMap as HashMap;
 use std::cell::Cell;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -33,6 +33,12 @@ const IDLE: Duration = Duration::from_secs(60);
 /// Least time between two commits that only expire claims: the readers slide
 /// the windows themselves, so the stored rows may lag by this much.
 const EXPIRE_EVERY: Micros = 1_000_000;
+/// How often the aggregates are written (see `store`): what opening replays
+/// after a crash is at most this much of claims and lapses.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(1);
+/// Changed (block, player) pairs that make a snapshot due sooner, so that
+/// one snapshot's transaction stays short whatever the claim rate.
+const SNAPSHOT_PAIRS: usize = 65_536;
 
 /// A committed claim.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,6 +127,46 @@ struct Staged {
     cursors: Cursors,
     last_seq: i64,
     last_at: Micros,
+    snapshot: Snapshot,
+}
+
+/// How far the stored aggregates are behind the writer's.
+struct Snapshot {
+    /// The newest claim they count.
+    seq: i64,
+    taken: Instant,
+    /// (block, player) pairs changed since, in any window, with their stored
+    /// rows (`None`: not known, write them all).
+    pairs: HashMap<(u8, PlayerId), Option<Rows>>,
+    /// The same for the holders of the blocks changed since.
+    blocks: HashMap<u8, Option<[Option<Holder>; 6]>>,
+}
+
+/// A pair's stored rows: its `all` tally and what lapsed from each sliding window.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Rows {
+    all: u32,
+    lapsed: [u32; 5],
+}
+
+impl Rows {
+    fn of(aggregates: &Aggregates, block: u8, player: PlayerId) -> Rows {
+        Rows {
+            all: aggregates.block(block).count(Window::All, player),
+            lapsed: lapsed(aggregates, block, player),
+        }
+    }
+}
+
+impl Snapshot {
+    fn due(&self) -> bool {
+        self.taken.elapsed() >= SNAPSHOT_EVERY || self.pairs.len() >= SNAPSHOT_PAIRS
+    }
+
+    /// Time until the next snapshot is due, if anything changed.
+    fn wait(&self) -> Option<Duration> {
+        (!self.pairs.is_empty()).then(|| SNAPSHOT_EVERY.saturating_sub(self.taken.elapsed()))
+    }
 }
 
 /// A committed batch on its way to readers and callers.
@@ -166,6 +212,12 @@ impl Writer {
                 cursors: loaded.cursors,
                 last_seq: loaded.last_seq,
                 last_at: loaded.updated_at,
+                snapshot: Snapshot {
+                    seq: loaded.snapshot_seq,
+                    taken: Instant::now(),
+                    pairs: loaded.replayed.iter().map(|&k| (k, None)).collect(),
+                    blocks: loaded.replayed.iter().map(|&(b, _)| (b, None)).collect(),
+                },
             },
             due,
             last_expiry: Micros::MIN,
@@ -197,13 +249,21 @@ impl Writer {
             }
             self.run_batch(batch);
         }
+        // A clean close leaves nothing to replay at the next open.
+        if !self.staged.snapshot.pairs.is_empty() {
+            let _ = self.guarded_commit(&[], true);
+        }
         self.state.alive.store(false, Ordering::Release);
     }
 
     fn until_due(&self) -> Duration {
         let due = self.due.max(self.last_expiry.saturating_add(EXPIRE_EVERY));
         let left = due.saturating_sub(self.clock.now());
-        Duration::from_micros(left.max(0) as u64).min(IDLE)
+        let expiry = Duration::from_micros(left.max(0) as u64).min(IDLE);
+        self.staged
+            .snapshot
+            .wait()
+            .map_or(expiry, |s| s.min(expiry))
     }
 
     fn run_batch(&mut self, jobs: Vec<Job>) {
@@ -229,7 +289,9 @@ impl Writer {
             }
         }
         let started = Instant::now();
-        let outcome = self.guarded_commit(&claims);
+        // A check compares the stored aggregates with a recount: they are
+        // written first.
+        let outcome = self.guarded_commit(&claims, !checks.is_empty());
         self.state
             .writable
             .store(outcome.is_ok(), Ordering::Release);
@@ -261,6 +323,7 @@ impl Writer {
     fn guarded_commit(
         &mut self,
         claims: &[(Ipv4Addr, String)],
+        snapshot: bool,
     ) -> Result<(Vec<Fact>, Vec<Claimed>, Micros)> {
         if self.state.diverged.load(Ordering::Acquire)
             || self.db.data_version()? != self.data_version
@@ -273,7 +336,7 @@ impl Writer {
         }
         let clock_now = self.clock.now();
         self.state.busy_since.store(clock_now, Ordering::Release);
-        let result = self.commit(claims, clock_now);
+        let result = self.commit(claims, clock_now, snapshot);
         self.state.busy_since.store(0, Ordering::Release);
         if result.is_ok() {
             self.data_version = self.db.data_version()?;
@@ -281,12 +344,14 @@ impl Writer {
         result
     }
 
-    /// One transaction: expire what slid out of the windows, record the claims,
-    /// write the changed tallies and holders, and commit.
+    /// One transaction: expire what slid out of the windows, record the
+    /// claims, write the aggregates when a snapshot is due (or `snapshot`
+    /// asks for one), and commit.
     fn commit(
         &mut self,
         claims: &[(Ipv4Addr, String)],
         clock_now: Micros,
+        snapshot: bool,
     ) -> Result<(Vec<Fact>, Vec<Claimed>, Micros)> {
         // Time never runs backwards in the store, whatever the system clock does.
         let now = clock_now.max(self.staged.last_at);
@@ -297,11 +362,22 @@ impl Writer {
         );
         let mut step = Step::default();
         let staged = &mut self.staged;
-        match self
-            .db
-            .write(|batch| stage(batch, staged, claims, now, &mut step))
-        {
+        let snapshot = snapshot || staged.snapshot.due();
+        match self.db.write(|batch| {
+            let claimed = stage(batch, staged, claims, now, &mut step)?;
+            if snapshot {
+                write_snapshot(batch, staged)?;
+            }
+            Ok(claimed)
+        }) {
             Ok(claimed) => {
+                if snapshot {
+                    let s = &mut self.staged;
+                    s.snapshot.seq = s.last_seq;
+                    s.snapshot.taken = Instant::now();
+                    s.snapshot.pairs.clear();
+                    s.snapshot.blocks.clear();
+                }
                 self.last_expiry = now;
                 self.due = self
                     .db
@@ -388,7 +464,7 @@ fn stage(
             player,
             at: now,
         };
-        batch.record(&row)?;
+        batch.record(&row, s.snapshot.seq)?;
         claim::claim(
             &mut deltas,
             &s.cursors,
@@ -409,9 +485,9 @@ fn stage(
         });
     }
     s.last_at = now;
-    write_aggregates(batch, &mut s.aggregates, &deltas)?;
+    s.snapshot.note(&s.aggregates, &deltas);
+    s.aggregates.apply(&deltas);
     step.applied = Some(deltas);
-    batch.put_cursors(&s.cursors)?;
     batch.put_meta(now, s.last_seq)?;
     Ok(claimed)
 }
@@ -456,42 +532,49 @@ fn expire(
     Ok(())
 }
 
-/// Applies `deltas` to the staged aggregates and writes the rows that changed:
-/// `all` tallies, what has lapsed from each sliding window, and holders.
-fn write_aggregates(batch: &Batch<'_>, aggregates: &mut Aggregates, deltas: &Deltas) -> Result<()> {
-    let lapsed_before: Vec<[u32; 5]> = deltas
-        .keys()
-        .map(|&(b, p)| lapsed(aggregates, b, p))
-        .collect();
-    let blocks: Vec<u8> = deltas
-        .keys()
-        .map(|(b, _)| *b)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let holders_before: Vec<[Option<Holder>; 6]> =
-        blocks.iter().map(|&b| holders(aggregates, b)).collect();
-    aggregates.apply(deltas);
-    for ((&(b, p), d), before) in deltas.iter().zip(lapsed_before) {
-        if d[Window::All.index()] != 0 {
-            batch.put_tally(b, p, aggregates.block(b).count(Window::All, p))?;
+/// Writes the aggregates of every pair changed since the last snapshot:
+/// `all` tallies, what has lapsed from each sliding window, the holders of
+/// their blocks, and the window cursors; then marks the snapshot as taken at
+/// the newest claim.
+fn write_snapshot(batch: &Batch<'_>, s: &Staged) -> Result<()> {
+    let aggregates = &s.aggregates;
+    for (&(b, p), stored) in &s.snapshot.pairs {
+        let now = Rows::of(aggregates, b, p);
+        if stored.is_none_or(|r| r.all != now.all) {
+            batch.put_tally(b, p, now.all)?;
         }
-        let after = lapsed(aggregates, b, p);
         for (i, w) in Window::SLIDING.into_iter().enumerate() {
-            if after[i] != before[i] {
-                batch.put_lapsed(w, b, p, after[i])?;
+            if stored.is_none_or(|r| r.lapsed[i] != now.lapsed[i]) {
+                batch.put_lapsed(w, b, p, now.lapsed[i])?;
             }
         }
     }
-    for (&b, before) in blocks.iter().zip(holders_before) {
-        let after = holders(aggregates, b);
+    for (&b, stored) in &s.snapshot.blocks {
+        let now = holders(aggregates, b);
         for w in Window::EVERY {
-            if after[w.index()] != before[w.index()] {
-                batch.put_holder(w, b, after[w.index()])?;
+            let i = w.index();
+            if stored.is_none_or(|h| h[i] != now[i]) {
+                batch.put_holder(w, b, now[i])?;
             }
         }
     }
-    Ok(())
+    batch.put_cursors(&s.cursors)?;
+    batch.put_snapshot(s.last_seq)
+}
+
+impl Snapshot {
+    /// Before `deltas` are applied: keeps the stored rows of the pairs and
+    /// blocks they change for the first time since the snapshot.
+    fn note(&mut self, aggregates: &Aggregates, deltas: &Deltas) {
+        for &(b, p) in deltas.keys() {
+            self.pairs
+                .entry((b, p))
+                .or_insert_with(|| Some(Rows::of(aggregates, b, p)));
+            self.blocks
+                .entry(b)
+                .or_insert_with(|| Some(holders(aggregates, b)));
+        }
+    }
 }
 
 fn holders(aggregates: &Aggregates, block: u8) -> [Option<Holder>; 6] {
