@@ -498,9 +498,10 @@ enum CtiResult cti_validate_nick(const char *nick);
 enum CtiResult cti_health(const struct CtiStore *store);
 
 /**
- * Recounts every aggregate from the claims table and compares it with the
- * stored ones, the writer's and the readers' (as of now): INCONSISTENT names
- * the first difference. Takes time in proportion to the addresses stored.
+ * Writes the snapshot of the aggregates that is due next, then recounts
+ * every aggregate from the claims table and compares it with the stored
+ * ones, the writer's and the readers' (as of now): INCONSISTENT names the
+ * first difference. Takes time in proportion to the addresses stored.
  * Returns OK, INCONSISTENT, UNAVAILABLE, INVALID_ARGUMENT, READ_ONLY,
  * FORKED, WRONG_THREAD, CLOSED, PANIC.
  *

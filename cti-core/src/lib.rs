@@ -296,8 +296,9 @@ impl Store {
         Ok(())
     }
 
-    /// Recounts every aggregate from the claims table and compares it with
-    /// the stored ones, the writer's and the readers' (as of now).
+    /// Writes the snapshot of the aggregates that is due next (see `store`),
+    /// then recounts every aggregate from the claims table and compares it
+    /// with the stored ones, the writer's and the readers' (as of now).
     pub fn check(&self) -> Result<()> {
         if writer::on_writer_thread() {
             return Err(Error::WrongThread("the consistency check"));
