@@ -105,17 +105,24 @@ fn reads_slide_the_windows_exactly_while_the_writer_is_blocked() {
 
 const CHILD_ENV: &str = "CTI_SLIDE_CHILD_DB";
 
+/// In a crash test's child process: the store at the path its parent
+/// gave, on a manual clock at `T0` (`None` when run as a test of its own).
+fn child_store() -> Option<(Arc<ManualClock>, Store)> {
+    let path = std::env::var_os(CHILD_ENV)?;
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = open(std::path::Path::new(&path), &clock);
+    Some((clock, store))
+}
+
 /// Run by `kill_after_reads_slid_the_windows_recovers_exactly` in a child:
 /// claims, lets the hour pass, reads (which slides the windows in memory),
 /// says so, and waits to be killed.
 #[test]
 #[ignore = "child process of the slide crash test"]
 fn slide_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
+    let Some((clock, store)) = child_store() else {
         return;
     };
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = open(std::path::Path::new(&path), &clock);
     for i in 0..200u32 {
         store
             .claim(
@@ -225,11 +232,9 @@ fn snapshot_script() -> [Vec<(String, &'static str, i64)>; 2] {
 #[test]
 #[ignore = "child process of the snapshot crash test"]
 fn snapshot_child() {
-    let Some(path) = std::env::var_os(CHILD_ENV) else {
+    let Some((clock, store)) = child_store() else {
         return;
     };
-    let clock = Arc::new(ManualClock::new(T0));
-    let store = open(std::path::Path::new(&path), &clock);
     let [before, after] = snapshot_script();
     for (ip, nick, at) in &before {
         clock.set(*at);
@@ -330,14 +335,23 @@ fn a_schema_2_store_upgrades_and_keeps_its_counts() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    let indexes: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'claims'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    assert_eq!((version, indexes), (3, vec!["claims_by_seq".to_string()]));
+    let indexes = schema_names(&path, "index");
+    assert_eq!(version, 3);
+    assert!(
+        indexes.contains(&"claims_by_seq".to_string()),
+        "{indexes:?}"
+    );
+    assert!(!indexes.contains(&"claims_seq".to_string()), "{indexes:?}");
+}
+
+/// Names of the tables or indexes (`kind`) of the store at `path`, sorted.
+fn schema_names(path: &std::path::Path, kind: &str) -> Vec<String> {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = ?1 ORDER BY name")
+        .unwrap();
+    let names = stmt.query_map([kind], |r| r.get(0)).unwrap();
+    names.map(Result::unwrap).collect()
 }
 
 /// Rows in a table, read with the sqlite3 shell.
@@ -363,16 +377,8 @@ fn storage_follows_addresses_not_claims() {
     assert_eq!(store.stats().unwrap().claims_committed, 5000);
     drop(store);
     assert_eq!(rows(&path, "claims"), 100, "one row per address");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
     assert_eq!(
-        tables,
+        schema_names(&path, "table"),
         ["claims", "holders", "lapsed", "meta", "players", "tallies", "windows"]
     );
 }
