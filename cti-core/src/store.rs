@@ -5,11 +5,11 @@
 //! the writer takes about once a second in the same kind of transaction,
 //! with what it needs to replay the claims since (`snapshot_seq`, and in
 //! each claim's row the claim it replaced). After any crash, opening replays
-//! them onto the snapshot and
-//! the in-memory state equals a recount (see `check`). Writing the
-//! aggregates once a second instead of per claim is what keeps the claim
-//! rate from falling as the windows fill and slide: a (block, player) row
-//! changed by a thousand claims and lapses is written once.
+//! them onto the snapshot and the in-memory state equals a recount (see
+//! `check`). Writing the aggregates once a second instead of in every
+//! claim's transaction keeps their cost from growing as the windows fill and
+//! slide: a (block, player) row changed by many claims and lapses within a
+//! second is written once.
 //!
 //! Storage grows with addresses, not claims: `claims` holds the current claim
 //! of each address (a claim replaces the row of its address), and the recent

@@ -31,7 +31,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(5);
 /// Longest idle sleep when no window is about to expire anything.
 const IDLE: Duration = Duration::from_secs(60);
 /// Least time between two commits that only expire claims: the readers slide
-/// the windows themselves, so the stored rows may lag by this much.
+/// the windows themselves, so the writer's own counts (and the snapshot
+/// taken from them) may lag by this much.
 const EXPIRE_EVERY: Micros = 1_000_000;
 /// How often the aggregates are written (see `store`): what opening replays
 /// after a crash is at most this much of claims and lapses.
@@ -166,6 +167,27 @@ impl Snapshot {
     /// Time until the next snapshot is due, if anything changed.
     fn wait(&self) -> Option<Duration> {
         (!self.pairs.is_empty()).then(|| SNAPSHOT_EVERY.saturating_sub(self.taken.elapsed()))
+    }
+
+    /// Before `deltas` are applied: keeps the stored rows of the pairs and
+    /// blocks they change for the first time since the snapshot.
+    fn note(&mut self, aggregates: &Aggregates, deltas: &Deltas) {
+        for &(b, p) in deltas.keys() {
+            self.pairs
+                .entry((b, p))
+                .or_insert_with(|| Some(Rows::of(aggregates, b, p)));
+            self.blocks
+                .entry(b)
+                .or_insert_with(|| Some(holders(aggregates, b)));
+        }
+    }
+
+    /// A snapshot counting every claim up to `seq` was committed.
+    fn taken(&mut self, seq: i64) {
+        self.seq = seq;
+        self.taken = Instant::now();
+        self.pairs.clear();
+        self.blocks.clear();
     }
 }
 
@@ -372,11 +394,7 @@ impl Writer {
         }) {
             Ok(claimed) => {
                 if snapshot {
-                    let s = &mut self.staged;
-                    s.snapshot.seq = s.last_seq;
-                    s.snapshot.taken = Instant::now();
-                    s.snapshot.pairs.clear();
-                    s.snapshot.blocks.clear();
+                    self.staged.snapshot.taken(self.staged.last_seq);
                 }
                 self.last_expiry = now;
                 self.due = self
@@ -560,21 +578,6 @@ fn write_snapshot(batch: &Batch<'_>, s: &Staged) -> Result<()> {
     }
     batch.put_cursors(&s.cursors)?;
     batch.put_snapshot(s.last_seq)
-}
-
-impl Snapshot {
-    /// Before `deltas` are applied: keeps the stored rows of the pairs and
-    /// blocks they change for the first time since the snapshot.
-    fn note(&mut self, aggregates: &Aggregates, deltas: &Deltas) {
-        for &(b, p) in deltas.keys() {
-            self.pairs
-                .entry((b, p))
-                .or_insert_with(|| Some(Rows::of(aggregates, b, p)));
-            self.blocks
-                .entry(b)
-                .or_insert_with(|| Some(holders(aggregates, b)));
-        }
-    }
 }
 
 fn holders(aggregates: &Aggregates, block: u8) -> [Option<Holder>; 6] {
