@@ -310,9 +310,10 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::lock;
+    use crate::window::Clock;
     use crate::{Limits, ManualClock, NickLimits, Query, Store, Window};
     use std::sync::{mpsc, Arc};
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     const HOUR: i64 = 3_600_000_000;
     const T0: i64 = 1_700_000_000_000_000;
@@ -347,6 +348,42 @@ mod tests {
         let again = store.json(Query::Ranks(Window::All, 0)).unwrap();
         assert_eq!(&*again, &*store.json(Query::Ranks(Window::All, 0)).unwrap());
         assert!(Arc::ptr_eq(&first, &store.json(board).unwrap()));
+    }
+
+    /// The store's clock may run faster than the wall clock (libfaketime,
+    /// the year bench). While claims flow, the publisher slides the view
+    /// within milliseconds of wall time all the same, so that a read finds
+    /// little to apply: it must not sleep until the next lapse as if store
+    /// time were wall time (up to its 250 ms tick).
+    #[test]
+    fn while_claims_flow_the_view_slides_whatever_the_clock_rate() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = Store::open_with_clock(&dir.path().join("g.db"), clock.clone()).unwrap();
+        store.set_limits(Limits::OFF).unwrap();
+        store.set_nick_limits(NickLimits::OFF).unwrap();
+        store.claim("70.0.0.1", "early").unwrap();
+        clock.advance(HOUR / 2);
+        store.claim("70.0.0.2", "later").unwrap();
+        // The publisher goes back to waiting, half an hour of store time
+        // before the first claim leaves the hour.
+        std::thread::sleep(Duration::from_millis(20));
+        let reader = store.inner().unwrap().reader.clone();
+        // Store time passes that hour between two batches, as a fast clock does.
+        clock.advance(HOUR / 2 + 1);
+        assert!(
+            reader.due() <= clock.now(),
+            "a claim is due to leave the hour"
+        );
+        let deadline = Instant::now() + Duration::from_millis(200);
+        while reader.due() <= clock.now() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            reader.due() > clock.now(),
+            "the view was not slid within 200 ms of wall time (the tick is 250)"
+        );
+        assert_eq!(store.blocks(Window::Hour).unwrap().blocks[70].total, 1);
     }
 
     /// The reading connection is also what the publisher reads the lapse
