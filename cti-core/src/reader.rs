@@ -140,6 +140,29 @@ impl Reader {
         self.view.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The view with `window` as of now (and every window for `None`): a
+    /// read of one window slides that window alone, and leaves the others'
+    /// lapses to the publisher.
+    pub fn read_window(&self, window: Option<Window>) -> RwLockReadGuard<'_, View> {
+        let Some(window) = window else {
+            return self.read();
+        };
+        self.follow_writer();
+        let now = self.clock.now();
+        if self.due.load(Ordering::Acquire) <= now {
+            let due = self
+                .view
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .due_of(window);
+            if due <= now {
+                self.load(now, 0, 0);
+                self.advance(&mut self.write(), now, Some(window));
+            }
+        }
+        self.view.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The view as last slid, for what sliding does not change: which names
     /// are live (players leave only when a batch is applied). A claim asks
     /// this, so that claims never take the view's lock exclusively.
@@ -151,16 +174,19 @@ impl Reader {
     pub fn slide(&self, now: Micros) {
         self.load(now, 0, 0);
         let mut view = self.write();
-        self.advance(&mut view, now);
+        self.advance(&mut view, now, None);
     }
 
-    /// Slides `view` to `now`. The database is read under the view's lock
-    /// only when a lane runs dry all the same (rows read beforehand were
-    /// voided by a batch published meanwhile).
-    fn advance(&self, view: &mut View, now: Micros) {
-        let (change, failed) = view.advance(now, &mut |after, upto, limit| {
-            lock(&self.db).current_between(after, upto, limit)
-        });
+    /// Slides `view` (only `only`'s window, if given) to `now`. The
+    /// database is read under the view's lock only when a lane runs dry all
+    /// the same (rows read beforehand were voided by a batch published
+    /// meanwhile).
+    fn advance(&self, view: &mut View, now: Micros, only: Option<Window>) {
+        let mut load = |after, upto, limit| lock(&self.db).current_between(after, upto, limit);
+        let (change, failed) = match only {
+            None => view.advance(now, &mut load),
+            Some(window) => view.advance_window(window, now, &mut load),
+        };
         if failed.is_some() {
             self.load_errors.fetch_add(1, Ordering::Relaxed);
         }
@@ -175,7 +201,7 @@ impl Reader {
     pub fn publish(&self, facts: Vec<Fact>, now: Micros) {
         self.load(now, 0, 0);
         let mut view = self.write();
-        self.advance(&mut view, now);
+        self.advance(&mut view, now, None);
         let change = view.apply(facts, now);
         if !change.claims.is_empty() || !change.holders.is_empty() {
             self.notify(&view, "commit", &change);
@@ -274,7 +300,7 @@ impl Reader {
         next.succeed(&view);
         *view = next;
         let now = self.clock.now();
-        self.advance(&mut view, now);
+        self.advance(&mut view, now, None);
     }
 
     /// A rendering of the view, made once per version of what it shows.
@@ -289,7 +315,7 @@ impl Reader {
         finish: impl FnOnce(T) -> String,
     ) -> Arc<str> {
         let (version, taken) = {
-            let view = self.read();
+            let view = self.read_window(window);
             let version = view.version(window);
             if let Some(text) = lock(&self.cache).get(&key, version) {
                 return text;

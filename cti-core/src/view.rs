@@ -172,15 +172,54 @@ impl View {
             .unwrap_or(Micros::MAX)
     }
 
+    /// When `window` next has to slide; never for a window that does not
+    /// slide (`All`).
+    pub fn due_of(&self, window: Window) -> Micros {
+        self.lanes
+            .iter()
+            .filter(|l| l.window == window)
+            .map(Lane::due)
+            .min()
+            .unwrap_or(Micros::MAX)
+    }
+
     /// Slides every window up to `now`, reading claims through `load` when a
     /// lane runs dry. If a read fails, that lane stays where it got to (still
     /// consistent, and due at once) and the error comes back with the change.
     pub fn advance(&mut self, now: Micros, load: &mut Load<'_>) -> (Change, Option<Error>) {
         let now = now.max(self.now);
+        let change = self.slide_lanes(now, None, load);
+        self.now = now;
+        change
+    }
+
+    /// Slides `window` alone up to `now`: what a read of that window needs.
+    /// Each window's lane, counts and cursor stand on their own, so one may
+    /// run ahead of the others; `now()` stays where every window has been
+    /// slid to.
+    pub fn advance_window(
+        &mut self,
+        window: Window,
+        now: Micros,
+        load: &mut Load<'_>,
+    ) -> (Change, Option<Error>) {
+        self.slide_lanes(now.max(self.now), Some(window), load)
+    }
+
+    /// Slides the lanes of `only` (every lane for `None`) up to `now`.
+    fn slide_lanes(
+        &mut self,
+        now: Micros,
+        only: Option<Window>,
+        load: &mut Load<'_>,
+    ) -> (Change, Option<Error>) {
         let mut deltas = Deltas::default();
         let mut popped = Vec::new();
         let mut failed = None;
         for i in 0..self.lanes.len() {
+            if only.is_some_and(|w| w != self.lanes[i].window) {
+                continue;
+            }
             popped.clear();
             while self.lanes[i].pop_due(now, &mut popped) == Err(NeedLoad) {
                 let lane = &self.lanes[i];
@@ -205,7 +244,6 @@ impl View {
                 self.versions[w.index()] += 1;
             }
         }
-        self.now = now;
         let holders = self.apply_deltas(&deltas);
         let at = self.changed_at[..RECENT]
             .iter()

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)] // each test file takes what it needs
 
-use cti_core::{Limits, ManualClock, NickLimits, Store, Window};
+use cti_core::{Limits, ManualClock, NickLimits, Query, Store, Window};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -46,6 +46,24 @@ pub fn holders(store: &Store, w: Window) -> Holders {
         .into_iter()
         .filter(|b| b.total > 0)
         .map(|b| (b.block, (b.holder, b.total)))
+        .collect()
+}
+
+/// The same, from the rendering a server sends (`Store::json`): a read of
+/// one window, which slides that window alone.
+pub fn holders_rendered(store: &Store, w: Window) -> Holders {
+    let text = store.json(Query::Blocks(w)).unwrap();
+    let board: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let number = |v: &serde_json::Value| v.as_u64().unwrap();
+    board["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| number(&b["total"]) > 0)
+        .map(|b| {
+            let holder = b["holder"].as_str().map(str::to_string);
+            (number(&b["block"]) as u8, (holder, number(&b["total"])))
+        })
         .collect()
 }
 
