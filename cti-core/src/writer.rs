@@ -610,10 +610,13 @@ struct Publisher {
 const TICK: Duration = Duration::from_millis(250);
 
 /// Shortest time between two slides the publisher makes on its own. A read
-/// applies what lapsed since the last slide before it answers: sliding
-/// between batches leaves it at most this much (at thousands of lapses a
-/// second, 25 ms between batches is a millisecond of work on the read).
-const SLIDE_EVERY: Duration = Duration::from_millis(5);
+/// applies what lapsed in its window since the last slide before it
+/// answers: sliding between batches leaves it at most this much (at
+/// thousands of lapses a second, 25 ms between batches is a millisecond of
+/// work on the read). In the year bench 1 ms against 5 ms took the weekly
+/// p99 of `blocks` hour on a CPU from 0.72 to 0.46 ms (median week), with
+/// no loss of claims/s.
+const SLIDE_EVERY: Duration = Duration::from_millis(1);
 
 impl Publisher {
     fn start(reader: Arc<Reader>) -> std::io::Result<Publisher> {
@@ -688,7 +691,7 @@ impl Drop for Publisher {
 /// time), and then the time until the next lapse, in store time, overstates
 /// the wall-clock wait by that factor. The view fell that far behind and
 /// the next read slid it: about 12 ms of lapses per read in the year bench
-/// instead of at most 5.
+/// instead of at most `SLIDE_EVERY`.
 fn wait_for(reader: &Reader, since: Duration) -> Duration {
     if since < TICK {
         SLIDE_EVERY
