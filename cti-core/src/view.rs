@@ -347,18 +347,29 @@ impl View {
         if deltas.is_empty() {
             return Vec::new();
         }
-        let blocks: HashSet<u8> = deltas.keys().map(|(b, _)| *b).collect();
-        let before: Vec<(u8, [Leader; 6])> = blocks.iter().map(|&b| (b, self.leaders(b))).collect();
+        // The windows whose counts change in each block: a leader can change
+        // nowhere else, and a slide of one window touches one in six.
+        let mut touched: HashMap<u8, u8> = HashMap::default();
+        for (&(b, _), d) in deltas {
+            let windows = touched.entry(b).or_default();
+            for w in Window::EVERY.into_iter().filter(|w| d[w.index()] != 0) {
+                *windows |= 1 << w.index();
+            }
+        }
+        let before: Vec<_> = touched
+            .iter()
+            .map(|(&b, &windows)| (b, windows, self.leaders(b, windows)))
+            .collect();
         self.aggregates.apply(deltas);
         let mut changes = Vec::new();
-        for (b, old) in before {
-            let new = self.leaders(b);
+        for (b, windows, old) in before {
+            let new = self.leaders(b, windows);
             for w in Window::EVERY {
-                if old[w.index()] != new[w.index()] {
+                if let Some(leader) = new[w.index()].filter(|l| old[w.index()] != Some(*l)) {
                     changes.push(HolderChange {
                         window: w,
                         block: b,
-                        leader: new[w.index()],
+                        leader,
                     });
                 }
             }
@@ -367,8 +378,10 @@ impl View {
         changes
     }
 
-    fn leaders(&self, block: u8) -> [Leader; 6] {
-        Window::EVERY.map(|w| self.aggregates.leader(w, block))
+    /// The leaders of `block` in the windows set in the mask `windows`.
+    fn leaders(&self, block: u8, windows: u8) -> [Option<Leader>; 6] {
+        Window::EVERY
+            .map(|w| (windows & (1 << w.index()) != 0).then(|| self.aggregates.leader(w, block)))
     }
 
     /// Puts the batch's claims at the head of the recent list, one row per
