@@ -344,6 +344,15 @@ mod tests {
     const HOUR: i64 = 3_600_000_000;
     const T0: i64 = 1_700_000_000_000_000;
 
+    /// A store in `dir` on a manual clock at `T0`, with every limit off.
+    fn unlimited_store(dir: &tempfile::TempDir) -> (Arc<ManualClock>, Store) {
+        let clock = Arc::new(ManualClock::new(T0));
+        let store = Store::open_with_clock(&dir.path().join("g.db"), clock.clone()).unwrap();
+        store.set_limits(Limits::OFF).unwrap();
+        store.set_nick_limits(NickLimits::OFF).unwrap();
+        (clock, store)
+    }
+
     /// A client choosing a new limit on every request must not grow the
     /// store's memory: the cache keeps at most `CACHED_MAX` renderings, and
     /// the board's queries stay cached meanwhile.
@@ -384,10 +393,7 @@ mod tests {
     #[test]
     fn while_claims_flow_the_view_slides_whatever_the_clock_rate() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(T0));
-        let store = Store::open_with_clock(&dir.path().join("g.db"), clock.clone()).unwrap();
-        store.set_limits(Limits::OFF).unwrap();
-        store.set_nick_limits(NickLimits::OFF).unwrap();
+        let (clock, store) = unlimited_store(&dir);
         store.claim("70.0.0.1", "early").unwrap();
         clock.advance(HOUR / 2);
         store.claim("70.0.0.2", "later").unwrap();
@@ -418,10 +424,7 @@ mod tests {
     #[test]
     fn a_slide_from_memory_does_not_wait_for_the_reading_connection() {
         let dir = tempfile::tempdir().unwrap();
-        let clock = Arc::new(ManualClock::new(T0));
-        let store = Store::open_with_clock(&dir.path().join("g.db"), clock.clone()).unwrap();
-        store.set_limits(Limits::OFF).unwrap();
-        store.set_nick_limits(NickLimits::OFF).unwrap();
+        let (clock, store) = unlimited_store(&dir);
         for i in 1..=3 {
             store.claim(&format!("70.0.0.{i}"), "early").unwrap();
         }
