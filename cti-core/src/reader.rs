@@ -132,33 +132,24 @@ impl Reader {
 
     /// The view as of now.
     pub fn read(&self) -> RwLockReadGuard<'_, View> {
-        self.follow_writer();
-        let now = self.clock.now();
-        if self.due.load(Ordering::Acquire) <= now {
-            self.slide(now);
-        }
-        self.view.read().unwrap_or_else(|p| p.into_inner())
+        self.read_window(None)
     }
 
-    /// The view with `window` as of now (and every window for `None`): a
-    /// read of one window slides that window alone, and leaves the others'
+    /// The view with `window` as of now (every window for `None`): a read
+    /// of one window slides that window alone, and leaves the others'
     /// lapses to the publisher.
     pub fn read_window(&self, window: Option<Window>) -> RwLockReadGuard<'_, View> {
-        let Some(window) = window else {
-            return self.read();
-        };
         self.follow_writer();
         let now = self.clock.now();
-        if self.due.load(Ordering::Acquire) <= now {
-            let due = self
-                .view
+        let due = |w: Window| {
+            self.view
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .due_of(window);
-            if due <= now {
-                self.load(now, 0, 0);
-                self.advance(&mut self.write(), now, Some(window));
-            }
+                .due_of(w)
+        };
+        if self.due.load(Ordering::Acquire) <= now && window.is_none_or(|w| due(w) <= now) {
+            self.load(now, 0, 0);
+            self.advance(&mut self.write(), now, window);
         }
         self.view.read().unwrap_or_else(|p| p.into_inner())
     }
