@@ -262,9 +262,18 @@ fn connection_caps_per_client_address_and_in_total() {
             "2",
             "--max-connections",
             "4",
+            "--metrics",
+            "127.0.0.1:0",
         ],
         &[],
     );
+    // A refused connection gives its place in the total back just after the
+    // client sees it closed: wait for that before counting on the place.
+    let open_settles_at = |n: u64| {
+        test_kit::wait::eventually("refused connections freed", Duration::from_secs(10), || {
+            edge.metric("cti_connections_open") == n
+        })
+    };
     // Two kept-alive connections for one client address are its cap.
     let (a, r) = first_answer(edge.addr, &proxied_get("198.51.100.30"));
     assert!(r.contains(r#"{"ip":"198.51.100.30"}"#), "{r}");
@@ -272,6 +281,7 @@ fn connection_caps_per_client_address_and_in_total() {
     assert!(r.contains("200 OK"), "{r}");
     let (_, r) = first_answer(edge.addr, &proxied_get("198.51.100.30"));
     assert_eq!(r, "", "a third connection for the same client is closed");
+    open_settles_at(2);
     let (c, r) = first_answer(edge.addr, &proxied_get("198.51.100.31"));
     assert!(
         r.contains(r#"{"ip":"198.51.100.31"}"#),
