@@ -14,10 +14,12 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub struct WriterLock {
-    _file: File,
+    file: File,
     path: PathBuf,
     /// This lock made the file (nobody had opened the store here before).
     created: bool,
+    /// The process that took the lock: only it gives the lock up.
+    owner: u32,
 }
 
 /// `game.db` -> `game.db-lock`.
@@ -57,9 +59,10 @@ impl WriterLock {
             .and_then(|()| file.write_all(pid.as_bytes()))
             .map_err(open_err)?;
         Ok(WriterLock {
-            _file: file,
+            file,
             path,
             created,
+            owner: std::process::id(),
         })
     }
 
@@ -68,6 +71,20 @@ impl WriterLock {
     pub fn discard(self) {
         if self.created {
             let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Drop for WriterLock {
+    /// Unlocks before the descriptor closes. A child forked by any thread of
+    /// this process holds a copy of the descriptor until it execs or exits,
+    /// and the lock belongs to the file description they share: closing
+    /// ours alone would leave the store locked for that while, and a reopen
+    /// in this process refused. A forked child dropping its copy does not
+    /// unlock: the lock is the parent's.
+    fn drop(&mut self) {
+        if std::process::id() == self.owner {
+            let _ = self.file.unlock();
         }
     }
 }
@@ -100,5 +117,30 @@ mod tests {
         );
         drop(first);
         WriterLock::acquire(&db).unwrap();
+    }
+
+    #[test]
+    fn a_forked_child_holding_the_descriptor_does_not_keep_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("g.db");
+        let lock = WriterLock::acquire(&db).unwrap();
+        // What any thread's fork-then-exec does for a moment (and a fork
+        // without exec for good): the child holds every descriptor.
+        // SAFETY: the child only calls async-signal-safe functions.
+        let child = unsafe { libc::fork() };
+        assert!(child >= 0, "fork failed");
+        if child == 0 {
+            unsafe {
+                libc::sleep(5);
+                libc::_exit(0);
+            }
+        }
+        drop(lock);
+        let again = WriterLock::acquire(&db);
+        unsafe {
+            libc::kill(child, libc::SIGKILL);
+            libc::waitpid(child, std::ptr::null_mut(), 0);
+        }
+        again.unwrap();
     }
 }

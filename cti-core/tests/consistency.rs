@@ -53,7 +53,7 @@ impl Model {
 #[test]
 fn store_matches_model_across_windows_and_reopens() {
     for seed in [1u64, 7, 42, 1234] {
-        run_model(seed, 600);
+        run_model(seed, 800);
     }
 }
 
