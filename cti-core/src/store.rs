@@ -1,7 +1,7 @@
 //! The SQLite store: schema, migrations, the ownership check at open, loading
 //! the in-memory state, and the statements a batch runs. Every claim is
 //! stored in its own commit's transaction; the aggregates that count the
-//! claims (`tallies`, `lapsed`, `holders`, the window cursors) are a snapshot
+//! claims (`counts`, `holders`, the window cursors) are a snapshot
 //! the writer takes about once a second in the same kind of transaction,
 //! with what it needs to replay the claims since (`snapshot_seq`, and in
 //! each claim's row the claim it replaced). After any crash, opening replays
@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The newest schema this build reads and writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// `PRAGMA application_id` of a cti store: "CTIP".
 pub const APPLICATION_ID: i64 = 0x4354_4950;
@@ -117,6 +117,27 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX claims_by_seq ON claims (seq, player, claimed_at);
      INSERT OR REPLACE INTO meta VALUES ('snapshot_seq',
          coalesce((SELECT value FROM meta WHERE key = 'last_seq'), 0));",
+    // 3 -> 4: one row per (block, player) holds its counts in every window
+    // (`counts`: hour, day, week, month, year, total). A snapshot then
+    // writes one row for a changed pair: `tallies` and `lapsed` (a row per
+    // sliding window, keyed by window first) put one pair's rows on up to
+    // six pages.
+    "CREATE TABLE counts (block INTEGER NOT NULL, player INTEGER NOT NULL,
+                          hour INTEGER NOT NULL, day INTEGER NOT NULL, week INTEGER NOT NULL,
+                          month INTEGER NOT NULL, year INTEGER NOT NULL, total INTEGER NOT NULL,
+                          PRIMARY KEY (block, player)) WITHOUT ROWID;
+     INSERT INTO counts
+       SELECT t.block, t.player,
+              t.count - coalesce(sum(l.count) FILTER (WHERE l.win = 0), 0),
+              t.count - coalesce(sum(l.count) FILTER (WHERE l.win = 1), 0),
+              t.count - coalesce(sum(l.count) FILTER (WHERE l.win = 2), 0),
+              t.count - coalesce(sum(l.count) FILTER (WHERE l.win = 3), 0),
+              t.count - coalesce(sum(l.count) FILTER (WHERE l.win = 4), 0),
+              t.count
+       FROM tallies t LEFT JOIN lapsed l ON l.block = t.block AND l.player = t.player
+       GROUP BY t.block, t.player;
+     DROP TABLE tallies;
+     DROP TABLE lapsed;",
 ];
 
 /// The tables of a schema-1 store, made before stores carried an application id.
@@ -311,33 +332,17 @@ impl Db {
             .unwrap_or(0))
     }
 
-    /// Rebuilds every window's tallies: `all` from `tallies`, each sliding
-    /// window as `all` less what has lapsed from it.
+    /// Rebuilds every window's tallies from the snapshot's `counts`.
     fn load_tallies(&self) -> Result<Aggregates> {
-        let mut lapsed: HashMap<(usize, u8, PlayerId), u32> = HashMap::default();
-        let mut stmt = self
-            .conn
-            .prepare("SELECT win, block, player, count FROM lapsed")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let w = window_of(row.get(0)?)?.index();
-            lapsed.insert((w, row.get(1)?, row.get(2)?), row.get(3)?);
-        }
         let mut deltas = Deltas::default();
         let mut stmt = self
             .conn
-            .prepare("SELECT block, player, count FROM tallies")?;
+            .prepare("SELECT block, player, hour, day, week, month, year, total FROM counts")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let (block, player, count): (u8, PlayerId, i64) =
-                (row.get(0)?, row.get(1)?, row.get(2)?);
-            let d = deltas.entry((block, player)).or_default();
+            let d = deltas.entry((row.get(0)?, row.get(1)?)).or_default();
             for w in Window::EVERY {
-                let gone = lapsed
-                    .get(&(w.index(), block, player))
-                    .copied()
-                    .unwrap_or(0);
-                d[w.index()] = count - gone as i64;
+                d[w.index()] = row.get(2 + w.index())?;
             }
         }
         let mut aggregates = Aggregates::default();
@@ -670,28 +675,20 @@ impl Batch<'_> {
         Ok(out)
     }
 
-    pub fn put_tally(&self, block: u8, player: PlayerId, count: u32) -> Result<()> {
-        if count == 0 {
+    /// Stores the counts of `player` in `block`, window by window (indexed
+    /// as [`Window::index`]); a pair with no address left has no row.
+    pub fn put_counts(&self, block: u8, player: PlayerId, counts: &[u32; 6]) -> Result<()> {
+        if counts[Window::All.index()] == 0 {
             self.tx
-                .prepare_cached("DELETE FROM tallies WHERE block = ?1 AND player = ?2")?
+                .prepare_cached("DELETE FROM counts WHERE block = ?1 AND player = ?2")?
                 .execute(params![block, player])?;
         } else {
+            let [hour, day, week, month, year, total] = *counts;
             self.tx
-                .prepare_cached("INSERT OR REPLACE INTO tallies VALUES (?1, ?2, ?3)")?
-                .execute(params![block, player, count])?;
-        }
-        Ok(())
-    }
-
-    pub fn put_lapsed(&self, w: Window, block: u8, player: PlayerId, count: u32) -> Result<()> {
-        if count == 0 {
-            self.tx
-                .prepare_cached("DELETE FROM lapsed WHERE win = ?1 AND block = ?2 AND player = ?3")?
-                .execute(params![w.index(), block, player])?;
-        } else {
-            self.tx
-                .prepare_cached("INSERT OR REPLACE INTO lapsed VALUES (?1, ?2, ?3, ?4)")?
-                .execute(params![w.index(), block, player, count])?;
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO counts VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )?
+                .execute(params![block, player, hour, day, week, month, year, total])?;
         }
         Ok(())
     }

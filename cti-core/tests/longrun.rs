@@ -314,6 +314,7 @@ fn a_schema_2_store_upgrades_and_keeps_its_counts() {
     drop(store);
     // What schema 2 had: no snapshot bookkeeping, the old index.
     let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(TO_SCHEMA_3).unwrap();
     conn.execute_batch(
         "ALTER TABLE claims DROP COLUMN base_player;
          ALTER TABLE claims DROP COLUMN base_seq;
@@ -337,8 +338,70 @@ fn a_schema_2_store_upgrades_and_keeps_its_counts() {
         .unwrap();
     assert_eq!(
         (version, schema_names(&path, "index", Some("claims"))),
-        (3, vec!["claims_by_seq".to_string()])
+        (4, vec!["claims_by_seq".to_string()])
     );
+}
+
+/// Turns a store's `counts` back into schema 3's `tallies` (the `all`
+/// count) and `lapsed` (per sliding window, what left it; no zero rows).
+const TO_SCHEMA_3: &str = "
+    CREATE TABLE tallies (block INTEGER NOT NULL, player INTEGER NOT NULL, count INTEGER NOT NULL,
+                          PRIMARY KEY (block, player)) WITHOUT ROWID;
+    CREATE TABLE lapsed (win INTEGER NOT NULL, block INTEGER NOT NULL, player INTEGER NOT NULL,
+                         count INTEGER NOT NULL, PRIMARY KEY (win, block, player)) WITHOUT ROWID;
+    INSERT INTO tallies SELECT block, player, total FROM counts;
+    INSERT INTO lapsed SELECT 0, block, player, total - hour FROM counts WHERE total > hour;
+    INSERT INTO lapsed SELECT 1, block, player, total - day FROM counts WHERE total > day;
+    INSERT INTO lapsed SELECT 2, block, player, total - week FROM counts WHERE total > week;
+    INSERT INTO lapsed SELECT 3, block, player, total - month FROM counts WHERE total > month;
+    INSERT INTO lapsed SELECT 4, block, player, total - year FROM counts WHERE total > year;
+    DROP TABLE counts;
+    PRAGMA user_version = 3;";
+
+/// A schema-3 store (`tallies`, and `lapsed` with a row per sliding window)
+/// opens, moves to one `counts` row per (block, player), and keeps its
+/// counts in every window, claims lapsed from the hour and the day included.
+#[test]
+fn a_schema_3_store_upgrades_to_one_row_per_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = open(&path, &clock);
+    for i in 0..40u32 {
+        let nick = ["a", "b", "c"][(i % 3) as usize];
+        store.claim(&format!("25.{}.0.{i}", i % 4), nick).unwrap();
+    }
+    clock.advance(26 * HOUR);
+    for i in 0..10u32 {
+        store.claim(&format!("25.0.0.{i}"), "d").unwrap();
+    }
+    clock.advance(2 * HOUR);
+    store.claim("26.0.0.1", "a").unwrap();
+    let before: Vec<_> = Window::EVERY.map(|w| seen(&store, w)).into();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(TO_SCHEMA_3).unwrap();
+    let lapsed_rows: i64 = conn
+        .query_row("SELECT count(*) FROM lapsed WHERE win IN (0, 1)", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(lapsed_rows > 0, "the store to upgrade has lapsed rows");
+    drop(conn);
+    let store = open(&path, &clock);
+    let after: Vec<_> = Window::EVERY.map(|w| seen(&store, w)).into();
+    assert_eq!(after, before);
+    store.check().unwrap();
+    clock.advance(HOUR);
+    store.claim("25.1.0.1", "d").unwrap();
+    store.check().unwrap();
+    drop(store);
+    assert_eq!(
+        schema_names(&path, "table", None),
+        ["claims", "counts", "holders", "meta", "players", "windows"]
+    );
+    let store = open(&path, &clock);
+    store.check().unwrap();
 }
 
 /// Names of the tables or indexes (`kind`) of the store at `path`, of
@@ -382,7 +445,7 @@ fn storage_follows_addresses_not_claims() {
     assert_eq!(rows(&path, "claims"), 100, "one row per address");
     assert_eq!(
         schema_names(&path, "table", None),
-        ["claims", "holders", "lapsed", "meta", "players", "tallies", "windows"]
+        ["claims", "counts", "holders", "meta", "players", "windows"]
     );
 }
 

@@ -917,7 +917,7 @@ static void section_tamper(const char *dir) {
     EXPECT_RC(cti_check(s), CTI_RESULT_OK);
     EXPECT(block_total(s, 11) == 1, "only the first claim is stored");
     cti_store_close(s);
-    EXPECT(sql(db, "UPDATE tallies SET count = count + 1;"), "break a tally");
+    EXPECT(sql(db, "UPDATE counts SET total = total + 1;"), "break a tally");
     s = open_store(db);
     EXPECT_RC(cti_check(s), CTI_RESULT_INCONSISTENT);
     EXPECT(strstr(cti_last_error(), "tallies"), "names the difference");
