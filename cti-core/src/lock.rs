@@ -130,6 +130,7 @@ mod tests {
         let child = unsafe { libc::fork() };
         assert!(child >= 0, "fork failed");
         if child == 0 {
+            // SAFETY: async-signal-safe calls only, in the forked child.
             unsafe {
                 libc::sleep(5);
                 libc::_exit(0);
@@ -137,6 +138,7 @@ mod tests {
         }
         drop(lock);
         let again = WriterLock::acquire(&db);
+        // SAFETY: `child` is our own child's process id.
         unsafe {
             libc::kill(child, libc::SIGKILL);
             libc::waitpid(child, std::ptr::null_mut(), 0);
