@@ -80,10 +80,12 @@ impl Block {
         self.counts.get(&player).copied().unwrap_or_default()
     }
 
-    /// Applies a signed change in every window. Counts never go below zero (a
-    /// negative result would be a bookkeeping bug, which `store::check` catches).
-    fn add(&mut self, player: PlayerId, delta: &Delta) {
+    /// Applies a signed change in every window: the player's counts before
+    /// and after. Counts never go below zero (a negative result would be a
+    /// bookkeeping bug, which `store::check` catches).
+    fn add(&mut self, player: PlayerId, delta: &Delta) -> ([u32; WINDOWS], [u32; WINDOWS]) {
         let counts = self.counts.entry(player).or_default();
+        let before = *counts;
         for (w, d) in delta.iter().enumerate().filter(|(_, d)| **d != 0) {
             let old = counts[w];
             let new = (old as i64 + d).max(0) as u32;
@@ -103,9 +105,11 @@ impl Block {
                 level.xor ^= player;
             }
         }
-        if counts.iter().all(|c| *c == 0) {
+        let after = *counts;
+        if after.iter().all(|c| *c == 0) {
             self.counts.remove(&player);
         }
+        (before, after)
     }
 
     pub fn leader(&self, window: Window) -> Leader {
@@ -170,7 +174,10 @@ pub const RANKED_MIN: u64 = 10;
 pub struct Aggregates {
     blocks: Vec<Block>,
     /// Per window, addresses each player owns across all blocks; no zero entries.
-    totals: [HashMap<PlayerId, u64>; WINDOWS],
+    /// One entry per player for every window: applying a change looks the
+    /// player up once (a cache miss each, with a few hundred thousand
+    /// players), not once per window.
+    totals: HashMap<PlayerId, [u64; WINDOWS]>,
     /// Per window, the players with at least [`RANKED_MIN`] addresses, most
     /// addresses first, kept as totals change: a ranking reads them, not
     /// every live player, and a top list reads only its first entries.
@@ -201,27 +208,25 @@ impl Aggregates {
     /// Applies a batch of changes.
     pub fn apply(&mut self, deltas: &Deltas) {
         for (&(b, p), d) in deltas {
-            let block = &mut self.blocks[b as usize];
-            let before = block.counts(p);
-            block.add(p, d);
-            let after = block.counts(p);
-            for (w, totals) in self.totals.iter_mut().enumerate() {
-                if after[w] != before[w] {
-                    let t = totals.entry(p).or_default();
-                    let was = *t;
-                    *t = (*t + after[w] as u64).saturating_sub(before[w] as u64);
-                    let now = *t;
-                    if now == 0 {
-                        totals.remove(&p);
-                    }
-                    let ranked = &mut self.ranked[w];
-                    if was >= RANKED_MIN {
-                        ranked.remove(&(Reverse(was), p));
-                    }
-                    if now >= RANKED_MIN {
-                        ranked.insert((Reverse(now), p));
-                    }
+            let (before, after) = self.blocks[b as usize].add(p, d);
+            if before == after {
+                continue;
+            }
+            let totals = self.totals.entry(p).or_default();
+            for w in (0..WINDOWS).filter(|&w| after[w] != before[w]) {
+                let was = totals[w];
+                let now = (was + u64::from(after[w])).saturating_sub(u64::from(before[w]));
+                totals[w] = now;
+                let ranked = &mut self.ranked[w];
+                if was >= RANKED_MIN {
+                    ranked.remove(&(Reverse(was), p));
                 }
+                if now >= RANKED_MIN {
+                    ranked.insert((Reverse(now), p));
+                }
+            }
+            if totals.iter().all(|t| *t == 0) {
+                self.totals.remove(&p);
             }
         }
     }
@@ -232,15 +237,16 @@ impl Aggregates {
 
     /// Addresses `player` owns in `window`, in every block.
     pub fn total(&self, window: Window, player: PlayerId) -> u64 {
-        self.totals[window.index()]
-            .get(&player)
-            .copied()
-            .unwrap_or(0)
+        self.totals.get(&player).map_or(0, |t| t[window.index()])
     }
 
     /// Players owning addresses in `window`.
     pub fn players(&self, window: Window) -> impl Iterator<Item = PlayerId> + '_ {
-        self.totals[window.index()].keys().copied()
+        let w = window.index();
+        self.totals
+            .iter()
+            .filter(move |(_, t)| t[w] > 0)
+            .map(|(p, _)| *p)
     }
 
     /// Every holder of a block, and every player with at least [`RANKED_MIN`]
@@ -456,6 +462,48 @@ mod tests {
             Aggregates::default().standings(Window::All).is_empty(),
             "other windows untouched"
         );
+    }
+
+    /// A batch that moves players in many blocks at once leaves the same
+    /// totals and rankings as its deltas applied one by one, in every window.
+    #[test]
+    fn a_batch_ranks_as_its_deltas_one_by_one() {
+        let (mut batched, mut single) = (Aggregates::default(), Aggregates::default());
+        let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+        for _ in 0..200 {
+            let mut deltas = Deltas::default();
+            for _ in 0..1 + next(40) {
+                let (b, p) = (next(16) as u8, 1 + next(8) as PlayerId);
+                let d = deltas.entry((b, p)).or_default();
+                for (w, x) in d.iter_mut().enumerate() {
+                    let have = i64::from(single.block(b).counts(p)[w]);
+                    // Mostly gains, some losses, never below zero.
+                    *x = if next(4) == 0 {
+                        -have.min(1 + next(3) as i64)
+                    } else {
+                        next(6) as i64
+                    };
+                }
+            }
+            batched.apply(&deltas);
+            for (&key, d) in &deltas {
+                single.apply(&Deltas::from_iter([(key, *d)]));
+            }
+            for w in Window::EVERY {
+                let rows = |a: &Aggregates| {
+                    let mut whole: Vec<_> = a
+                        .standings(w)
+                        .into_iter()
+                        .map(|s| (s.player, s.claims))
+                        .collect();
+                    whole.sort_unstable();
+                    let mut players: Vec<_> = a.players(w).map(|p| (p, a.total(w, p))).collect();
+                    players.sort_unstable();
+                    (whole, players)
+                };
+                assert_eq!(rows(&batched), rows(&single), "{}", w.name());
+            }
+        }
     }
 
     /// The rows of a top list, once ranked, are the first rows of the whole
