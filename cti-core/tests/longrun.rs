@@ -566,6 +566,94 @@ fn subscribers_get_every_commit_once_in_order_and_cannot_stall_the_writer() {
     drop(sub);
 }
 
+/// A long batch is one event: all its claims, and the holders as they
+/// changed from before the batch to after it. A block taken and taken back
+/// within the batch did not change.
+#[test]
+fn a_long_batch_is_one_event_with_its_net_holder_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = open(&path, &clock);
+    store.claim("90.0.0.1", "x").unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let _sub = store
+        .subscribe(Box::new(move |e: &str| drop(tx.send(e.to_string()))))
+        .unwrap();
+    let blocked = WriterBlocked::new(&path);
+    let (done_tx, done_rx) = mpsc::channel();
+    let claim = |ip: String, nick: &str| {
+        let done = done_tx.clone();
+        store
+            .claim_with(&ip, nick, Box::new(move |r| drop(done.send(r.is_ok()))))
+            .unwrap();
+    };
+    // The writer takes this one and waits on the lock; the rest queue up
+    // behind it and make one batch.
+    claim("93.0.0.1".into(), "first");
+    std::thread::sleep(Duration::from_millis(200));
+    let mut batch = Vec::new();
+    let mut queue = |ip: String, nick: &'static str| {
+        batch.push(ip.clone());
+        claim(ip, nick);
+    };
+    queue("90.0.0.1".into(), "y");
+    for i in 0..100 {
+        queue(format!("92.0.0.{i}"), "filler");
+    }
+    queue("90.0.0.1".into(), "x");
+    queue("91.0.0.1".into(), "z");
+    blocked.release();
+    assert_eq!(
+        done_rx
+            .iter()
+            .take(batch.len() + 1)
+            .filter(|ok| *ok)
+            .count(),
+        batch.len() + 1
+    );
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let e = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        events.push(serde_json::from_str::<serde_json::Value>(&e).unwrap());
+    }
+    let ips = |e: &serde_json::Value| -> Vec<String> {
+        let claims = e["claims"].as_array().unwrap();
+        claims
+            .iter()
+            .map(|c| c["ip"].as_str().unwrap().into())
+            .collect()
+    };
+    assert_eq!(ips(&events[0]), ["93.0.0.1"]);
+    assert_eq!(
+        ips(&events[1]),
+        batch,
+        "the whole batch in one event, in order"
+    );
+    let mut changed: Vec<(String, u64)> = events[1]["holders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["window"].as_str().unwrap().into(),
+                h["block"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    changed.sort();
+    let expect: Vec<(String, u64)> = [91, 92]
+        .into_iter()
+        .flat_map(|b| Window::EVERY.map(|w| (w.name().to_string(), b)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        changed, expect,
+        "block 90 is x's before and after the batch"
+    );
+}
+
 #[test]
 fn holders_changed_by_time_alone_are_events_too() {
     let dir = tempfile::tempdir().unwrap();
