@@ -585,7 +585,13 @@ fn a_long_batch_is_one_event_with_its_net_holder_changes() {
     let claim = |ip: String, nick: &str| {
         let done = done_tx.clone();
         store
-            .claim_with(&ip, nick, Box::new(move |r| drop(done.send(r.is_ok()))))
+            .claim_with(
+                &ip,
+                nick,
+                Box::new(move |r| {
+                    let _ = done.send(r.is_ok());
+                }),
+            )
             .unwrap();
     };
     // The writer takes this one and waits on the lock; the rest queue up
