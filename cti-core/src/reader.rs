@@ -25,6 +25,10 @@ pub const READ_AHEAD: Micros = 10 * 60 * 1_000_000;
 /// How often a read-only handle looks for the writer's commits.
 pub const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
+/// Claims of a batch the publisher applies under one hold of the view's
+/// lock (see [`Reader::publish`]).
+const PUBLISH_CHUNK: usize = 32;
+
 /// What a rendering is of: kind, window index, and a parameter (a limit).
 pub type CacheKey = (u8, u8, u32);
 
@@ -188,16 +192,33 @@ impl Reader {
     }
 
     /// Takes a committed batch: the windows slide to its time first, as the
-    /// writer expired before it claimed.
+    /// writer expired before it claimed. The claims go in [`PUBLISH_CHUNK`]
+    /// at a time, and the lock is let go (and the CPU offered) between two
+    /// chunks, so that a read waits for a chunk, not for a whole batch
+    /// (about 1 ms with 300,000 players). Such a read sees the claims in
+    /// commit order up to a chunk's last; none of the batch's claims is
+    /// acknowledged before all of it is in, and subscribers hear of the
+    /// batch once, with the holders as they changed across all of it.
     pub fn publish(&self, facts: Vec<Fact>, now: Micros) {
         self.load(now, 0, 0);
         let mut view = self.write();
         self.advance(&mut view, now, None);
-        let change = view.apply(facts, now);
+        let mut facts = facts.into_iter().peekable();
+        let mut change = Change::default();
+        loop {
+            let chunk: Vec<Fact> = facts.by_ref().take(PUBLISH_CHUNK).collect();
+            change.then(view.apply(chunk, now));
+            self.due.store(view.due(), Ordering::Release);
+            if facts.peek().is_none() {
+                break;
+            }
+            drop(view);
+            std::thread::yield_now();
+            view = self.write();
+        }
         if !change.claims.is_empty() || !change.holders.is_empty() {
             self.notify(&view, "commit", &change);
         }
-        self.due.store(view.due(), Ordering::Release);
     }
 
     /// Reads lanes ahead of need (by time, and by count: see [`LOW_WATER`]).

@@ -30,6 +30,8 @@ pub struct HolderChange {
     pub window: Window,
     pub block: u8,
     pub leader: Leader,
+    /// The leader before the step.
+    pub was: Leader,
 }
 
 /// What one step of the view made visible, for subscribers.
@@ -39,6 +41,33 @@ pub struct Change {
     pub holders: Vec<HolderChange>,
     /// The time of the data after the step.
     pub at: Micros,
+}
+
+impl Change {
+    /// This step followed by `next`, as one: the claims of both, and each
+    /// (window, block) from its leader before this step to its leader after
+    /// `next`, if those differ.
+    pub fn then(&mut self, next: Change) {
+        self.claims.extend(next.claims);
+        self.at = self.at.max(next.at);
+        // Both lists are sorted by (window, block): merge them.
+        let key = |h: &HolderChange| (h.window, h.block);
+        let mut merged = Vec::with_capacity(self.holders.len() + next.holders.len());
+        let mut later = next.holders.into_iter().peekable();
+        for mut h in self.holders.drain(..) {
+            while let Some(n) = later.next_if(|n| key(n) < key(&h)) {
+                merged.push(n);
+            }
+            if let Some(n) = later.next_if(|n| key(n) == key(&h)) {
+                h.leader = n.leader;
+            }
+            if h.leader != h.was {
+                merged.push(h);
+            }
+        }
+        merged.extend(later);
+        self.holders = merged;
+    }
 }
 
 /// Reads the current claims `after < seq <= upto`, oldest first, at most `limit`.
@@ -365,12 +394,16 @@ impl View {
         for (b, windows, old) in before {
             let new = self.leaders(b, windows);
             for w in Window::EVERY {
-                if let Some(leader) = new[w.index()].filter(|l| old[w.index()] != Some(*l)) {
-                    changes.push(HolderChange {
-                        window: w,
-                        block: b,
-                        leader,
-                    });
+                let i = w.index();
+                if let (Some(leader), Some(was)) = (new[i], old[i]) {
+                    if leader != was {
+                        changes.push(HolderChange {
+                            window: w,
+                            block: b,
+                            leader,
+                            was,
+                        });
+                    }
                 }
             }
         }

@@ -566,7 +566,8 @@ fn subscribers_get_every_commit_once_in_order_and_cannot_stall_the_writer() {
     drop(sub);
 }
 
-/// A long batch is one event: all its claims, and the holders as they
+/// A batch much longer than the publisher's chunks (its claims are applied
+/// a chunk at a time) is one event: all its claims, and the holders as they
 /// changed from before the batch to after it. A block taken and taken back
 /// within the batch did not change.
 #[test]
