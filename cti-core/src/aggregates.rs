@@ -173,10 +173,10 @@ pub const RANKED_MIN: u64 = 10;
 #[derive(Debug, Clone)]
 pub struct Aggregates {
     blocks: Vec<Block>,
-    /// Per window, addresses each player owns across all blocks; no zero entries.
-    /// One entry per player for every window: applying a change looks the
-    /// player up once (a cache miss each, with a few hundred thousand
-    /// players), not once per window.
+    /// Addresses each player owns across all blocks, per window; no entry
+    /// that is zero in every window. One entry per player for every window:
+    /// applying a change looks the player up once (a cache miss each, with a
+    /// few hundred thousand players), not once per window.
     totals: HashMap<PlayerId, [u64; WINDOWS]>,
     /// Per window, the players with at least [`RANKED_MIN`] addresses, most
     /// addresses first, kept as totals change: a ranking reads them, not
