@@ -91,7 +91,8 @@ pub struct View {
     changed_at: [Micros; 7],
     /// Per window, then the recent list: bumped on every change (for caches).
     versions: [u64; 7],
-    /// Committed batches applied so far.
+    /// Calls of `apply` so far (a committed batch, or one chunk of it):
+    /// rows read ahead before one of them may be void (see `fill`).
     commits: u64,
 }
 
@@ -287,8 +288,9 @@ impl View {
         (change, failed)
     }
 
-    /// Takes a committed batch, made at `now`. The caller has advanced the
-    /// view to `now` first, as the writer expired before it claimed.
+    /// Takes committed claims made at `now`: a batch, or a chunk of one in
+    /// commit order. The caller has advanced the view to `now` first, as the
+    /// writer expired before it claimed.
     pub fn apply(&mut self, facts: Vec<Fact>, now: Micros) -> Change {
         self.commits += 1;
         if facts.is_empty() {
